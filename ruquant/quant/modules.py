@@ -1,0 +1,124 @@
+"""Fake-quantized modules: a per-token activation quantizer and a transformed linear layer."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ruquant.config import FLOAT_BITS
+from ruquant.quant.primitives import asymmetric_qparams, dequantize, fake_quantize, quantize
+from ruquant.transforms.householder import reflect
+from ruquant.transforms.site import SiteTransform
+
+__all__ = ["ActivationQuantizer", "QuantLinear"]
+
+
+class ActivationQuantizer(nn.Module):
+    """Dynamic per-token asymmetric min-max quantizer over the last dimension.
+
+    ``num_bits=16`` (or ``enabled=False``) passes activations through unchanged.
+    """
+
+    def __init__(self, num_bits: int, clip_ratio: float = 1.0) -> None:
+        super().__init__()
+        self.num_bits = num_bits
+        self.clip_ratio = clip_ratio
+        self.enabled = num_bits != FLOAT_BITS
+        self.ste = False
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Fake-quantize ``x`` ([..., C]) per token."""
+        if not self.enabled:
+            return x
+        return fake_quantize(x, self.num_bits, self.clip_ratio, dim=-1, ste=self.ste)
+
+    def extra_repr(self) -> str:
+        return f"num_bits={self.num_bits}, clip_ratio={self.clip_ratio}, enabled={self.enabled}"
+
+
+class QuantLinear(nn.Module):
+    """A linear layer that reads transformed, per-token quantized activations.
+
+    forward(x) = linear(Q_a(T(x)), Q_w(W'), b), where T is the site's online transform, W' the
+    weight with the transform's weight side folded in, Q_a the activation quantizer and Q_w the
+    per-output-channel weight quantizer. Until ``finalize`` runs, ``weight`` holds the float W'
+    (without the global Householder while ``omega_folded`` is False, as in stage-2 training),
+    and the weight is fake-quantized on each forward when ``quantize_weight`` is True.
+    After ``finalize``, ``weight`` holds dequantized values on the grid given by
+    ``weight_scale`` and ``weight_zero_point``.
+    """
+
+    weight_scale: torch.Tensor | None
+    weight_zero_point: torch.Tensor | None
+
+    def __init__(
+        self,
+        linear: nn.Linear,
+        transform: SiteTransform,
+        act_quantizer: ActivationQuantizer,
+        *,
+        w_bits: int,
+        w_clip_ratio: float,
+    ) -> None:
+        super().__init__()
+        self.in_features = linear.in_features
+        self.out_features = linear.out_features
+        self.weight = nn.Parameter(linear.weight.detach().clone(), requires_grad=False)
+        self.bias = None if linear.bias is None else nn.Parameter(linear.bias.detach().clone(), requires_grad=False)
+        self.transform = transform
+        self.act_quantizer = act_quantizer
+        self.w_bits = w_bits
+        self.w_clip_ratio = w_clip_ratio
+        self.quantize_weight = w_bits != FLOAT_BITS
+        self.omega_folded = True
+        self.finalized = False
+        self.register_buffer("weight_scale", None)
+        self.register_buffer("weight_zero_point", None)
+
+    def effective_weight(self, *, ste: bool = False) -> torch.Tensor:
+        """Return the weight the forward pass multiplies with ([out, in])."""
+        weight = self.weight
+        if not self.omega_folded and self.transform.omega is not None:
+            weight = reflect(weight.to(torch.float32), self.transform.omega.to(torch.float32))
+        if self.quantize_weight and not self.finalized:
+            weight = fake_quantize(weight, self.w_bits, self.w_clip_ratio, dim=-1, ste=ste)
+        return weight
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out_dtype = x.dtype
+        y = self.act_quantizer(self.transform(x))
+        weight = self.effective_weight(ste=self.act_quantizer.ste)
+        bias = self.bias
+        y = F.linear(y.to(weight.dtype), weight, None if bias is None else bias.to(weight.dtype))
+        return y.to(out_dtype)
+
+    @torch.no_grad()
+    def fold_omega(self) -> None:
+        """Fold the site's global Householder into ``weight`` in float64 (after stage 2)."""
+        if self.omega_folded:
+            return
+        if self.transform.omega is not None:
+            folded = reflect(self.weight.to(torch.float64), self.transform.omega.to(torch.float64))
+            self.weight.data = folded.to(self.weight.dtype)
+        self.omega_folded = True
+
+    @torch.no_grad()
+    def finalize(self) -> None:
+        """Quantize ``weight`` in place and keep its per-channel ``scale`` and ``zero_point``."""
+        self.fold_omega()
+        if not self.quantize_weight or self.finalized:
+            self.finalized = True
+            return
+        scale, zero_point = asymmetric_qparams(self.weight, self.w_bits, self.w_clip_ratio, dim=-1)
+        codes = quantize(self.weight, scale, zero_point, self.w_bits)
+        self.weight.data = dequantize(codes, scale, zero_point).to(self.weight.dtype)
+        self.weight_scale = scale
+        self.weight_zero_point = zero_point
+        self.finalized = True
+
+    def extra_repr(self) -> str:
+        return (
+            f"in_features={self.in_features}, out_features={self.out_features}, "
+            f"bias={self.bias is not None}, w_bits={self.w_bits}, w_clip_ratio={self.w_clip_ratio}"
+        )

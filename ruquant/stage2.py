@@ -1,0 +1,100 @@
+"""RUQuant stage 2: train the global Householder vectors of one layer.
+
+Only the omega vector of each site is trained (everything else is frozen) to minimise
+MSE(float layer output on float inputs, fake-quantized layer output on quantized inputs), with a
+straight-through estimator for rounding and AdamW (no weight decay), batch size 1.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any
+
+import torch
+from torch import nn
+
+from ruquant.calibration.capture import move_to_device
+from ruquant.models.layer_surgery import quant_linears, set_quantization
+from ruquant.transforms.householder import reflect
+from ruquant.transforms.site import SiteTransform
+
+__all__ = ["train_omegas"]
+
+logger = logging.getLogger(__name__)
+
+
+@torch.no_grad()
+def _unfold_omega(layer: nn.Module) -> None:
+    """Take H_omega back out of each weight (H_omega is its own inverse) so omega can be trained."""
+    for linear in quant_linears(layer):
+        omega = linear.transform.omega
+        if omega is not None and linear.omega_folded:
+            unfolded = reflect(linear.weight.to(torch.float64), omega.to(torch.float64))
+            linear.weight.data = unfolded.to(linear.weight.dtype)
+            linear.omega_folded = False
+
+
+def train_omegas(
+    layer: nn.Module,
+    transforms: list[SiteTransform],
+    quant_inputs: torch.Tensor,
+    fp_targets: torch.Tensor,
+    layer_kwargs: dict[str, Any],
+    device: torch.device,
+    *,
+    epochs: int,
+    lr: float,
+) -> dict[str, float]:
+    """Train the omegas of ``transforms`` in place and leave them folded into the weights.
+
+    ``quant_inputs`` and ``fp_targets`` are ``[N, T, C]``. Returns the first and last epoch's
+    mean loss and the number of skipped steps. A step with a non-finite loss is skipped and the
+    omegas fall back to the last values that gave a finite loss.
+    """
+    trainable = [t for t in transforms if t.omega is not None]
+    stats = {"first_loss": math.nan, "last_loss": math.nan, "skipped_steps": 0.0}
+    if not trainable:
+        return stats
+    _unfold_omega(layer)
+    for transform in trainable:
+        transform.set_omega(transform.omega.to(torch.float32), trainable=True)
+    params = [t.omega for t in trainable]
+    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
+    kwargs = {k: move_to_device(v, device) for k, v in layer_kwargs.items()}
+    last_finite = [p.detach().clone() for p in params]
+    set_quantization(layer, True, ste=True)
+    try:
+        for epoch in range(epochs):
+            total, steps = 0.0, 0
+            for index in range(quant_inputs.shape[0]):
+                x = quant_inputs[index : index + 1].to(device)
+                target = fp_targets[index : index + 1].to(device)
+                with torch.enable_grad():
+                    out = layer(x, **kwargs)
+                    out = out[0] if isinstance(out, tuple) else out
+                    loss = torch.nn.functional.mse_loss(out.float(), target.float())
+                    if not torch.isfinite(loss):
+                        stats["skipped_steps"] += 1
+                        with torch.no_grad():
+                            for p, saved in zip(params, last_finite, strict=True):
+                                p.copy_(saved)
+                        optimizer.zero_grad(set_to_none=True)
+                        continue
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    optimizer.step()
+                with torch.no_grad():
+                    last_finite = [p.detach().clone() for p in params]
+                total += float(loss)
+                steps += 1
+            mean_loss = total / max(steps, 1)
+            if epoch == 0:
+                stats["first_loss"] = mean_loss
+            stats["last_loss"] = mean_loss
+            logger.debug("stage 2 epoch %d/%d: mean loss %.6g", epoch + 1, epochs, mean_loss)
+    finally:
+        set_quantization(layer, True, ste=False)
+        for transform, saved in zip(trainable, last_finite, strict=True):
+            transform.set_omega(saved.to(torch.float64), trainable=False)
+    return stats
