@@ -31,6 +31,7 @@ from ruquant.models.layer_surgery import (
     install_site,
     quant_linears,
     set_quantization,
+    share_site_inputs,
 )
 from ruquant.models.mappings import ArchitectureMapping, get_mapping, site_widths
 from ruquant.progress import Cancelled, ProgressCallback, ProgressEvent, StopCheck
@@ -108,6 +109,15 @@ def _site_statistics(
     )
 
 
+def _check_statistics(stats: SiteStatistics, layer_index: int, site: Site) -> None:
+    for name, tensor in (("activations", stats.mean), ("activations", stats.absmax), ("weights", stats.weight_absmax)):
+        if not torch.isfinite(tensor).all():
+            raise NonFiniteError(
+                f"decoder layer {layer_index}, site {site.value}: the calibration {name} contain NaN or inf; "
+                "check the model's weights and dtype (float16 overflows on some models: try bfloat16 or float32)"
+            )
+
+
 def _check_finite(hidden: torch.Tensor, layer_index: int, what: str) -> None:
     if not torch.isfinite(hidden).all():
         bad = int((~torch.isfinite(hidden)).sum())
@@ -127,7 +137,7 @@ def quantize_model(
     progress: bool = True,
     callback: ProgressCallback | None = None,
     should_stop: StopCheck | None = None,
-    check_windows: int = 2,
+    check_windows: int = 1,
 ) -> QuantizationResult:
     """Quantize ``model`` in place with ``config`` using ``calibration_ids`` ([N, T] token ids).
 
@@ -190,6 +200,7 @@ def quantize_model(
         site_metrics: dict[str, dict[str, float | None]] = {}
         for site in (Site.DOWN_IN, Site.O_IN, Site.MLP_IN, Site.ATTN_IN):
             stats = _site_statistics(layer, mapping, recorder, site)
+            _check_statistics(stats, index, site)
             transform = build_site_transform(
                 stats,
                 config,
@@ -203,6 +214,7 @@ def quantize_model(
         for site in (Site.DOWN_IN, Site.O_IN, Site.MLP_IN, Site.ATTN_IN):
             install_site(layer, mapping, site, transforms[site], config)
         attach_attention_quantizer(layer, mapping, config, head_dim, _site_generator(config.seed, index, Site.O_IN))
+        share_site_inputs(layer)
         timings["transform_search"] += time.perf_counter() - t0
 
         # 3. Rotation-only check against the float layer.

@@ -46,7 +46,10 @@ def train_omegas(
     epochs: int,
     lr: float,
 ) -> dict[str, float]:
-    """Train the omegas of ``transforms`` in place and leave them folded into the weights.
+    """Train the omegas of ``transforms`` in place.
+
+    The weights stay unfolded (``omega_folded`` is False) until ``QuantLinear.finalize`` folds
+    the trained omegas into them.
 
     ``quant_inputs`` and ``fp_targets`` are ``[N, T, C]``. Returns the first and last epoch's
     mean loss and the number of skipped steps. A step with a non-finite loss is skipped and the
@@ -70,22 +73,27 @@ def train_omegas(
             for index in range(quant_inputs.shape[0]):
                 x = quant_inputs[index : index + 1].to(device)
                 target = fp_targets[index : index + 1].to(device)
+                optimizer.zero_grad(set_to_none=True)
                 with torch.enable_grad():
                     out = layer(x, **kwargs)
                     out = out[0] if isinstance(out, tuple) else out
                     loss = torch.nn.functional.mse_loss(out.float(), target.float())
-                    if not torch.isfinite(loss):
-                        stats["skipped_steps"] += 1
-                        with torch.no_grad():
-                            for p, saved in zip(params, last_finite, strict=True):
-                                p.copy_(saved)
-                        optimizer.zero_grad(set_to_none=True)
-                        continue
-                    optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
+                    finite = bool(torch.isfinite(loss))
+                    if finite:
+                        loss.backward()
+                        finite = all(p.grad is None or bool(torch.isfinite(p.grad).all()) for p in params)
+                if finite:
                     optimizer.step()
-                with torch.no_grad():
-                    last_finite = [p.detach().clone() for p in params]
+                    finite = all(bool(torch.isfinite(p).all()) for p in params)
+                if not finite:
+                    # Restore the last finite omegas and restart AdamW, whose moments may hold NaN.
+                    stats["skipped_steps"] += 1
+                    with torch.no_grad():
+                        for p, saved in zip(params, last_finite, strict=True):
+                            p.copy_(saved)
+                    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
+                    continue
+                last_finite = [p.detach().clone() for p in params]
                 total += float(loss)
                 steps += 1
             mean_loss = total / max(steps, 1)

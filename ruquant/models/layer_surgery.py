@@ -17,6 +17,7 @@ __all__ = [
     "install_site",
     "quant_linears",
     "set_quantization",
+    "share_site_inputs",
 ]
 
 
@@ -104,5 +105,31 @@ def set_quantization(layer: nn.Module, enabled: bool, *, ste: bool = False) -> N
         if isinstance(module, (ActivationQuantizer, AttentionQuantizer)):
             module.enabled = enabled and module.num_bits != FLOAT_BITS
             module.ste = ste
+            if isinstance(module, ActivationQuantizer):
+                module.clear_cache()
         elif isinstance(module, QuantLinear):
             module.quantize_weight = enabled and module.w_bits != FLOAT_BITS
+
+
+def share_site_inputs(layer: nn.Module) -> None:
+    """Let the linear layers of each site share one transformed, quantized input per forward pass.
+
+    Forward hooks on the decoder layer turn sharing on at the start of each pass and drop every
+    cached output at the end, so cached activations never outlive the pass (idempotent).
+    """
+    if getattr(layer, "_ruquant_sharing", False):
+        return
+    quantizers = [m for m in layer.modules() if isinstance(m, ActivationQuantizer)]
+
+    def start(_module: nn.Module, _args: object) -> None:
+        for quantizer in quantizers:
+            quantizer.share_outputs = True
+
+    def stop(_module: nn.Module, _args: object, _output: object) -> None:
+        for quantizer in quantizers:
+            quantizer.share_outputs = False
+            quantizer.clear_cache()
+
+    layer.register_forward_pre_hook(start)
+    layer.register_forward_hook(stop, always_call=True)
+    layer._ruquant_sharing = True

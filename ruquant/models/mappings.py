@@ -90,12 +90,12 @@ def get_mapping(model: nn.Module | str) -> ArchitectureMapping:
 
 def site_widths(config: object) -> dict[Site, int]:
     """Return the activation width at every site from a transformers config."""
-    hidden = int(getattr(config, "hidden_size"))
-    heads = int(getattr(config, "num_attention_heads"))
+    hidden = int(config.hidden_size)
+    heads = int(config.num_attention_heads)
     head_dim = int(getattr(config, "head_dim", None) or hidden // heads)
     return {
         Site.ATTN_IN: hidden,
         Site.O_IN: heads * head_dim,
         Site.MLP_IN: hidden,
-        Site.DOWN_IN: int(getattr(config, "intermediate_size")),
+        Site.DOWN_IN: int(config.intermediate_size),
     }

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import weakref
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -26,6 +29,34 @@ class ActivationQuantizer(nn.Module):
         self.clip_ratio = clip_ratio
         self.enabled = num_bits != FLOAT_BITS
         self.ste = False
+        self.share_outputs = False
+        self._cache: tuple[weakref.ref[torch.Tensor], int, torch.Tensor] | None = None
+
+    def transform_and_quantize(
+        self, x: torch.Tensor, transform: Callable[[torch.Tensor], torch.Tensor]
+    ) -> torch.Tensor:
+        """Return ``self(transform(x))``, reusing the result when the same ``x`` comes again.
+
+        The linear layers of one site (q/k/v, gate/up) share this quantizer and read the same
+        input tensor, so the online transform and quantization run once per site, not once per
+        consumer. Sharing is on only while ``share_outputs`` is True, which the decoder layer's
+        forward hooks (``share_site_inputs``) set for the length of one layer forward pass and
+        then clear with the cache, so no output outlives the pass or sees a changed setting.
+        """
+        if not self.share_outputs:
+            return self(transform(x))
+        # Inference-mode tensors keep no version counter; nothing modifies a site input in place.
+        version = -1 if x.is_inference() else x._version
+        cached = self._cache
+        if cached is not None and cached[0]() is x and cached[1] == version:
+            return cached[2]
+        out = self(transform(x))
+        self._cache = (weakref.ref(x), version, out)
+        return out
+
+    def clear_cache(self) -> None:
+        """Drop the cached output (after weights or transforms change)."""
+        self._cache = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Fake-quantize ``x`` ([..., C]) per token."""
@@ -45,12 +76,15 @@ class QuantLinear(nn.Module):
     per-output-channel weight quantizer. Until ``finalize`` runs, ``weight`` holds the float W'
     (without the global Householder while ``omega_folded`` is False, as in stage-2 training),
     and the weight is fake-quantized on each forward when ``quantize_weight`` is True.
-    After ``finalize``, ``weight`` holds dequantized values on the grid given by
-    ``weight_scale`` and ``weight_zero_point``.
+    After ``finalize``, ``weight_codes`` (uint8, [out, in]), ``weight_scale`` and
+    ``weight_zero_point`` ([out, 1], float32) hold the quantized weight exactly, and ``weight``
+    holds its dequantized values rounded to the storage dtype (a 16-bit dtype cannot hold every
+    8-bit grid value, so there the product can differ from the exact grid by up to one step).
     """
 
     weight_scale: torch.Tensor | None
     weight_zero_point: torch.Tensor | None
+    weight_codes: torch.Tensor | None
 
     def __init__(
         self,
@@ -75,6 +109,7 @@ class QuantLinear(nn.Module):
         self.finalized = False
         self.register_buffer("weight_scale", None)
         self.register_buffer("weight_zero_point", None)
+        self.register_buffer("weight_codes", None)
 
     def effective_weight(self, *, ste: bool = False) -> torch.Tensor:
         """Return the weight the forward pass multiplies with ([out, in])."""
@@ -87,7 +122,7 @@ class QuantLinear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out_dtype = x.dtype
-        y = self.act_quantizer(self.transform(x))
+        y = self.act_quantizer.transform_and_quantize(x, self.transform)
         weight = self.effective_weight(ste=self.act_quantizer.ste)
         bias = self.bias
         y = F.linear(y.to(weight.dtype), weight, None if bias is None else bias.to(weight.dtype))
@@ -113,8 +148,9 @@ class QuantLinear(nn.Module):
         scale, zero_point = asymmetric_qparams(self.weight, self.w_bits, self.w_clip_ratio, dim=-1)
         codes = quantize(self.weight, scale, zero_point, self.w_bits)
         self.weight.data = dequantize(codes, scale, zero_point).to(self.weight.dtype)
-        self.weight_scale = scale
-        self.weight_zero_point = zero_point
+        self.weight_codes = codes.to(torch.uint8)
+        self.weight_scale = scale.to(torch.float32)
+        self.weight_zero_point = zero_point.to(torch.float32)
         self.finalized = True
 
     def extra_repr(self) -> str:

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import torch
 
-from ruquant.transforms.householder import householder_matrix
+from ruquant.transforms.greedy import candidate_columns
 from ruquant.transforms.hadamard import random_orthogonal
+from ruquant.transforms.householder import householder_matrix
 
 __all__ = ["duquant_block_transform", "spreading_reflection"]
 
@@ -28,7 +29,7 @@ def duquant_block_transform(z: torch.Tensor, *, max_steps: int, generator: torch
     """Search DuQuant's block rotation (float64, [B, B]) for the columns ``z`` ([B, N])."""
     block_size = z.shape[0]
     spread = spreading_reflection(block_size).to(z.device)
-    work = z.clone()
+    work = candidate_columns(z)  # exact: pruned columns never hold the maximum
     m = torch.eye(block_size, dtype=torch.float64, device=z.device)
     best_m = m.clone()
     best_max = float(work.abs().max())

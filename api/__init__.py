@@ -1,0 +1,1 @@
+"""The HTTP API and web form of the quantization service. Never imports torch."""

@@ -1,0 +1,1 @@
+"""Routers of the API: jobs, health and the web form."""

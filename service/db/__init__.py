@@ -1,0 +1,1 @@
+"""The job store's tables, engine and migrations."""

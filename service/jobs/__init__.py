@@ -1,0 +1,1 @@
+"""Jobs: the request model, the state machine and the store."""
