@@ -143,20 +143,24 @@ def run_quantization(
         seed=run_config.calibration.seed,
     )
 
-    fp_result: PerplexityResult | None = None
-    if run_config.evaluation is not None:
-        stage("evaluating-float")
+    def evaluate(span: str) -> PerplexityResult | None:
+        if run_config.evaluation is None:
+            return None
+        stage(span)
         loaded_model.to(device)
-        fp_result = evaluate_perplexity(
+        result = evaluate_perplexity(
             loaded_model,
             tokenizer,
             run_config.evaluation,
             progress=show_progress,
-            callback=_stage_callback(progress, "evaluating-float", "evaluating"),
+            callback=_stage_callback(progress, span, "evaluating"),
             should_stop=should_stop,
         )
-        logger.info("float perplexity %.4f %s", fp_result.perplexity, context)
         loaded_model.to("cpu")
+        logger.info("%s perplexity %.4f %s", span, result.perplexity, context)
+        return result
+
+    fp_result = evaluate("evaluating-float")
 
     stage("calibrating")
     quant_started = time.perf_counter()
@@ -171,20 +175,7 @@ def run_quantization(
     )
     quantize_seconds = time.perf_counter() - quant_started
 
-    q_result: PerplexityResult | None = None
-    if run_config.evaluation is not None:
-        stage("evaluating")
-        loaded_model.to(device)
-        q_result = evaluate_perplexity(
-            loaded_model,
-            tokenizer,
-            run_config.evaluation,
-            progress=show_progress,
-            callback=_stage_callback(progress, "evaluating", "evaluating"),
-            should_stop=should_stop,
-        )
-        logger.info("quantized perplexity %.4f %s", q_result.perplexity, context)
-        loaded_model.to("cpu")
+    q_result = evaluate("evaluating")
 
     stage("saving")
     report: dict[str, Any] = {

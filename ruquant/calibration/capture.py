@@ -35,11 +35,15 @@ def capture_layer_inputs(
             layer_kwargs.update({k: v for k, v in kwargs.items() if k != "hidden_states"})
         raise _StopForward
 
+    # The embedding runs where it is stored (the CPU when layers are offloaded); only decoder
+    # layers move to the compute device, one at a time.
+    embedding = model.get_input_embeddings()
+    input_device = embedding.weight.device if embedding is not None else device
     handle = layers[0].register_forward_pre_hook(hook, with_kwargs=True)
     try:
         for window in input_ids:
             try:
-                model(window.unsqueeze(0).to(device), use_cache=False)
+                model(window.unsqueeze(0).to(input_device), use_cache=False)
             except _StopForward:
                 pass
     finally:

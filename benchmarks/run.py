@@ -1,0 +1,191 @@
+"""Run the benchmark grid under CPU quick protocol v1 and write JSON records and a Markdown table.
+
+    python -m benchmarks.run                         # whole grid (hours on a 2-core CPU)
+    python -m benchmarks.run --methods rtn ruquant --bits W4A4 --seeds 444
+    python -m benchmarks.run --stage2-epochs 2 --methods ruquant-stage2 --bits W4A4
+
+Records already in the results file (same protocol, method, bits, stage-2 epochs and seed) are
+skipped, so an interrupted grid resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import platform
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from benchmarks.protocol import Protocol
+from benchmarks.tables import write_markdown
+from ruquant.config import PRESETS, Method, QuantConfig
+from ruquant.evaluate import evaluate_perplexity, forward_seconds
+from ruquant.pipeline import quantize_model
+from ruquant.runner import library_versions
+from ruquant.utils.memory import peak_memory_bytes
+
+__all__ = ["main", "run_record"]
+
+logger = logging.getLogger("benchmarks.run")
+
+METHODS = ["rtn", "smoothquant", "hadamard", "duquant", "ruquant", "ruquant-stage2"]
+RESULTS = Path(__file__).parent / "results"
+
+
+def _machine() -> dict[str, Any]:
+    return {
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "torch_threads": torch.get_num_threads(),
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+    }
+
+
+def _key(record: dict[str, Any]) -> tuple[Any, ...]:
+    return (record["protocol"], record["method"], record["w_bits"], record["a_bits"], record["stage2_epochs"], record["seed"])
+
+
+def _load_records(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    return list(json.loads(path.read_text()))
+
+
+def _save_records(path: Path, records: list[dict[str, Any]]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(records, indent=2) + "\n")
+    tmp.replace(path)
+
+
+def float_record(protocol: Protocol, fp_forward: float) -> dict[str, Any]:
+    """Evaluate the float model: the ``method: "fp"`` baseline record."""
+    model, tokenizer = protocol.load()
+    result = evaluate_perplexity(model, tokenizer, protocol.evaluation, text=protocol.evaluation_text)
+    return {
+        "protocol": protocol.name,
+        "method": "fp",
+        "w_bits": 16,
+        "a_bits": 16,
+        "stage2_epochs": 0,
+        "seed": protocol.calibration_seed,
+        "perplexity": result.perplexity,
+        "eval_windows": result.windows,
+        "eval_seconds": result.seconds,
+        "quantize_seconds": 0.0,
+        "fp_forward_seconds": fp_forward,
+        "peak_memory_bytes": peak_memory_bytes(torch.device("cpu")),
+    }
+
+
+def run_record(
+    protocol: Protocol, method: str, preset: str, seed: int, stage2_epochs: int, fp_forward: float
+) -> dict[str, Any]:
+    """Quantize and evaluate one grid point; returns its record."""
+    w_bits, a_bits = PRESETS[preset]
+    stage2 = method == "ruquant-stage2"
+    config = QuantConfig(
+        method=Method.RUQUANT if stage2 else Method(method),
+        w_bits=w_bits,
+        a_bits=a_bits,
+        block_size=protocol.block_size,
+        seed=seed,
+        stage2=stage2,
+        stage2_epochs=max(stage2_epochs, 1),
+    )
+    model, tokenizer = protocol.load()
+    started = time.perf_counter()
+    result = quantize_model(model, protocol.calibration.input_ids, config)
+    quantize_seconds = time.perf_counter() - started
+    evaluation = evaluate_perplexity(model, tokenizer, protocol.evaluation, text=protocol.evaluation_text)
+    sites: dict[str, dict[str, float]] = {}
+    for layer in result.layers:
+        for site, metrics in layer["sites"].items():
+            entry = sites.setdefault(site, {"act_error_before": 0.0, "act_error_after": 0.0})
+            entry["act_error_before"] += metrics["act_error_before"] / len(result.layers)
+            entry["act_error_after"] += metrics["act_error_after"] / len(result.layers)
+    return {
+        "protocol": protocol.name,
+        "method": method,
+        "w_bits": w_bits,
+        "a_bits": a_bits,
+        "stage2_epochs": stage2_epochs if stage2 else 0,
+        "seed": seed,
+        "perplexity": evaluation.perplexity,
+        "eval_windows": evaluation.windows,
+        "eval_seconds": evaluation.seconds,
+        "quantize_seconds": quantize_seconds,
+        "calibration_forward_seconds": result.timings["calibration_forward"],
+        "transform_search_seconds": result.timings["transform_search"],
+        "stage2_seconds": result.timings["stage2"],
+        "invariance_check_seconds": result.timings["invariance_check"],
+        "fp_forward_seconds": fp_forward,
+        "peak_memory_bytes": peak_memory_bytes(torch.device("cpu")),
+        "site_errors": sites,
+        "invariance_logits_rel_error": result.invariance.get("logits_rel_error"),
+    }
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.split("\n")[0])
+    parser.add_argument("--methods", nargs="+", default=METHODS, choices=METHODS)
+    parser.add_argument("--bits", nargs="+", default=["W4A4", "W6A6", "W8A8"], choices=sorted(PRESETS))
+    parser.add_argument(
+        "--seeds", nargs="+", type=int, default=[444, 445, 446], help="seeds of the random methods (hadamard, ruquant)"
+    )
+    parser.add_argument("--stage2-epochs", type=int, default=20, help="epochs of the ruquant-stage2 runs")
+    parser.add_argument("--full", action="store_true", help="evaluate all 148 test windows instead of 40")
+    parser.add_argument("--results", type=Path, default=None, help="JSON records file (default results/quick-v1.json)")
+    parser.add_argument("--markdown", type=Path, default=None, help="Markdown table (default next to the JSON)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the selected grid points that are not in the results file yet."""
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    protocol = Protocol(full=args.full)
+    results = args.results or RESULTS / f"{protocol.name}.json"
+    markdown = args.markdown or results.with_suffix(".md")
+    records = _load_records(results)
+    done = {_key(r) for r in records}
+    meta = {"date": datetime.now(UTC).isoformat(timespec="seconds"), "machine": _machine(), "versions": library_versions()}
+
+    fp_model, _ = protocol.load()
+    windows = protocol.calibration.input_ids
+    forward_seconds(fp_model, windows[:1], warmup=0)  # warm-up pass, not counted
+    fp_forward = sum(forward_seconds(fp_model, windows[i : i + 1], warmup=0) for i in range(windows.shape[0]))
+    logger.info("one float forward over the calibration tokens: %.1f s", fp_forward)
+    del fp_model
+    fp_key = (protocol.name, "fp", 16, 16, 0, protocol.calibration_seed)
+    if fp_key not in done:
+        records.append({**float_record(protocol, fp_forward), **meta})
+        _save_records(results, records)
+        done.add(fp_key)
+
+    for preset in args.bits:
+        for method in args.methods:
+            seeds = args.seeds if method in ("hadamard", "ruquant", "ruquant-stage2") else [args.seeds[0]]
+            for seed in seeds:
+                epochs = args.stage2_epochs if method == "ruquant-stage2" else 0
+                w_bits, a_bits = PRESETS[preset]
+                key = (protocol.name, method, w_bits, a_bits, epochs, seed)
+                if key in done:
+                    continue
+                logger.info("running %s %s seed %d", method, preset, seed)
+                records.append({**run_record(protocol, method, preset, seed, epochs, fp_forward), **meta})
+                _save_records(results, records)
+                done.add(key)
+                write_markdown(records, markdown)
+    write_markdown(records, markdown)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,70 @@
+"""Markdown summary of benchmark records: perplexity mean and spread over seeds, cost, memory."""
+
+from __future__ import annotations
+
+import statistics
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+__all__ = ["summarize", "write_markdown"]
+
+_METHOD_ORDER = ["fp", "rtn", "smoothquant", "hadamard", "duquant", "ruquant", "ruquant-stage2"]
+
+
+def summarize(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Group records by (protocol, method, bits, stage-2 epochs) and average over seeds."""
+    groups: dict[tuple[Any, ...], list[dict[str, Any]]] = defaultdict(list)
+    for record in records:
+        key = (record["protocol"], record["method"], record["w_bits"], record["a_bits"], record["stage2_epochs"])
+        groups[key].append(record)
+    fp = {r["protocol"]: r["perplexity"] for r in records if r["method"] == "fp"}
+    rows = []
+    for (protocol, method, w_bits, a_bits, epochs), group in groups.items():
+        perplexities = [r["perplexity"] for r in group]
+        mean = statistics.fmean(perplexities)
+        fp_forward = group[0]["fp_forward_seconds"]
+        quantize = statistics.fmean(r["quantize_seconds"] for r in group)
+        rows.append(
+            {
+                "protocol": protocol,
+                "method": method,
+                "bits": "float" if method == "fp" else f"W{w_bits}A{a_bits}",
+                "stage2_epochs": epochs,
+                "seeds": len(group),
+                "perplexity": mean,
+                "perplexity_std": statistics.stdev(perplexities) if len(group) > 1 else 0.0,
+                "ratio_to_fp": mean / fp[protocol] if protocol in fp else None,
+                "quantize_seconds": quantize,
+                "cost_ratio": quantize / fp_forward if fp_forward else None,
+                "calibration_forward_seconds": statistics.fmean(r.get("calibration_forward_seconds", 0.0) for r in group),
+                "transform_search_seconds": statistics.fmean(r.get("transform_search_seconds", 0.0) for r in group),
+                "stage2_seconds": statistics.fmean(r.get("stage2_seconds", 0.0) for r in group),
+                "peak_memory_mib": max(r["peak_memory_bytes"] for r in group) / 2**20,
+            }
+        )
+    rows.sort(key=lambda r: (r["protocol"], r["bits"] != "float", r["bits"], _METHOD_ORDER.index(r["method"])))
+    return rows
+
+
+def _format(row: dict[str, Any]) -> str:
+    method = row["method"] + (f" ({row['stage2_epochs']} ep.)" if row["stage2_epochs"] else "")
+    spread = f" ± {row['perplexity_std']:.2f}" if row["seeds"] > 1 else ""
+    ratio = "" if row["ratio_to_fp"] is None else f"{row['ratio_to_fp']:.3f}"
+    cost = "" if not row["cost_ratio"] else f"{row['cost_ratio']:.2f}"
+    return (
+        f"| {row['bits']} | {method} | {row['seeds']} | {row['perplexity']:.2f}{spread} | {ratio} | "
+        f"{row['quantize_seconds']:.0f} | {cost} | {row['calibration_forward_seconds']:.0f} | "
+        f"{row['transform_search_seconds']:.0f} | {row['stage2_seconds']:.0f} | {row['peak_memory_mib']:.0f} |"
+    )
+
+
+def write_markdown(records: list[dict[str, Any]], path: Path) -> None:
+    """Write the summary table of ``records`` to ``path``."""
+    lines = [
+        "| bits | method | seeds | perplexity | ratio to float | quantize s | cost / float fwd | calib fwd s | search s | stage 2 s | peak MiB |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    lines += [_format(row) for row in summarize(records)]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n")
