@@ -21,7 +21,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ruquant.calibration.capture import SiteRecorder, capture_layer_inputs, run_layer
-from ruquant.config import Method, QuantConfig
+from ruquant.config import FLOAT_BITS, Method, QuantConfig
 from ruquant.errors import NonFiniteError
 from ruquant.models.attention import use_quantized_attention
 from ruquant.models.invariance import InvarianceChecker
@@ -60,6 +60,9 @@ class QuantizationResult:
     timings: dict[str, float] = field(default_factory=dict)
     invariance: dict[str, Any] = field(default_factory=dict)
     peak_memory_bytes: int = 0
+    # Site name -> {"raw": [T, C], "transformed": [T, C]} activation samples (CPU, float32) of the
+    # layer chosen with ``keep_samples_layer``; left out of ``to_dict``.
+    activation_samples: dict[str, dict[str, torch.Tensor]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-serializable summary."""
@@ -94,6 +97,11 @@ def _relative_quant_error(x: torch.Tensor, num_bits: int, clip_ratio: float) -> 
     err = (fake_quantize(x, num_bits, clip_ratio) - x).pow(2).mean(dim=-1)
     power = x.pow(2).mean(dim=-1).clamp(min=1e-12)
     return float((err / power).mean())
+
+
+def _weight_quant_error(weights: list[torch.Tensor], num_bits: int, clip_ratio: float) -> float:
+    """Return the per-output-channel RTN error (MSE / signal power, averaged over rows) of stacked weights."""
+    return _relative_quant_error(torch.cat([w.detach() for w in weights], dim=0), num_bits, clip_ratio)
 
 
 def _site_statistics(
@@ -138,6 +146,7 @@ def quantize_model(
     callback: ProgressCallback | None = None,
     should_stop: StopCheck | None = None,
     check_windows: int = 1,
+    keep_samples_layer: int | None = None,
 ) -> QuantizationResult:
     """Quantize ``model`` in place with ``config`` using ``calibration_ids`` ([N, T] token ids).
 
@@ -145,7 +154,9 @@ def quantize_model(
     Q/K/V quantizer; the model switches to the ``ruquant_sdpa`` attention implementation.
     Raises ``InvarianceError`` if the transforms alone change a layer's or the model's output
     beyond the tolerance of the storage dtype, ``NonFiniteError`` on NaN/inf, and ``Cancelled``
-    when ``should_stop()`` returns True (checked before each layer).
+    when ``should_stop()`` returns True (checked before each layer). ``keep_samples_layer``
+    keeps that decoder layer's site activation samples before and after the transforms in
+    ``QuantizationResult.activation_samples``.
     """
     device = torch.device(device)
     mapping = get_mapping(model)
@@ -198,6 +209,12 @@ def quantize_model(
         t0 = time.perf_counter()
         transforms: dict[Site, SiteTransform] = {}
         site_metrics: dict[str, dict[str, float | None]] = {}
+        weight_errors: dict[str, dict[str, float]] = {}
+        if config.w_bits != FLOAT_BITS:
+            for site in Site:
+                weights = [layer.get_submodule(path).weight for path in mapping.site_consumers(site)]
+                before = _weight_quant_error(weights, config.w_bits, config.resolved_w_clip_ratio)
+                weight_errors[site.value] = {"before": before}
         for site in (Site.DOWN_IN, Site.O_IN, Site.MLP_IN, Site.ATTN_IN):
             stats = _site_statistics(layer, mapping, recorder, site)
             _check_statistics(stats, index, site)
@@ -241,16 +258,30 @@ def quantize_model(
             timings["stage2"] += time.perf_counter() - t0
 
         # 5. Quantize the weights and produce the next layer's inputs.
+        if config.w_bits != FLOAT_BITS:
+            for site in Site:
+                consumers = [layer.get_submodule(path) for path in mapping.site_consumers(site)]
+                for linear in consumers:
+                    linear.fold_omega()
+                weight_errors[site.value]["after"] = _weight_quant_error(
+                    [linear.weight for linear in consumers], config.w_bits, config.resolved_w_clip_ratio
+                )
         for linear in quant_linears(layer):
             linear.finalize()
-        if config.a_bits != 16:
+        if config.a_bits != FLOAT_BITS or index == keep_samples_layer:
             for site in Site:
                 sample = recorder.sample[mapping.site_consumers(site)[0]].to(device)
                 transformed = transforms[site](sample)
-                site_metrics[site.value] = {
-                    "act_error_before": _relative_quant_error(sample, config.a_bits, config.resolved_a_clip_ratio),
-                    "act_error_after": _relative_quant_error(transformed, config.a_bits, config.resolved_a_clip_ratio),
-                }
+                if index == keep_samples_layer:
+                    result.activation_samples[site.value] = {
+                        "raw": sample.detach().to("cpu", torch.float32),
+                        "transformed": transformed.detach().to("cpu", torch.float32),
+                    }
+                if config.a_bits != FLOAT_BITS:
+                    site_metrics[site.value] = {
+                        "act_error_before": _relative_quant_error(sample, config.a_bits, config.resolved_a_clip_ratio),
+                        "act_error_after": _relative_quant_error(transformed, config.a_bits, config.resolved_a_clip_ratio),
+                    }
         t0 = time.perf_counter()
         hidden = run_layer(layer, hidden, layer_kwargs, device)
         timings["calibration_forward"] += time.perf_counter() - t0
@@ -264,6 +295,7 @@ def quantize_model(
             {
                 "layer": index,
                 "sites": site_metrics,
+                "weight_errors": weight_errors,
                 "invariance_rel_error": invariance,
                 "stage2": stage2_stats,
                 "seconds": time.perf_counter() - layer_started,

@@ -5,7 +5,6 @@ The CLI's ``ruquant quantize`` and the service worker both call ``run_quantizati
 
 from __future__ import annotations
 
-import json
 import logging
 import platform
 import time
@@ -19,18 +18,21 @@ import ruquant
 from ruquant.calibration.data import load_calibration_windows
 from ruquant.config import RunConfig
 from ruquant.evaluate import PerplexityResult, evaluate_perplexity
-from ruquant.export.fake_quant import save_fake_quantized
+from ruquant.export.tensors import resolve_float_dtype, round_float_tensors
 from ruquant.models.loading import load_model
 from ruquant.models.mappings import get_mapping
 from ruquant.pipeline import quantize_model, resolve_model_block_size
 from ruquant.progress import ProgressCallback, ProgressEvent, StopCheck
+from ruquant.report.outputs import REPORT_FILE, bins_figure_layer, write_quantized_outputs
 from ruquant.utils.memory import peak_memory_bytes
 
 __all__ = ["REPORT_SCHEMA_VERSION", "library_versions", "resolve_device", "resolve_dtype", "run_quantization"]
 
 logger = logging.getLogger(__name__)
 
-REPORT_SCHEMA_VERSION = 1
+# Version 2 added checkpoint, verification, base_model, zero_shot, figures, seeds, per-layer
+# weight errors and the perplexities inside evaluation (docs/report-schema.md).
+REPORT_SCHEMA_VERSION = 2
 
 # Share of the whole run given to each stage, for ProgressEvent.fraction.
 _STAGE_SPAN = {
@@ -110,11 +112,17 @@ def run_quantization(
     token: str | None = None,
     on_stage: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
-    """Quantize ``model`` (a local folder, Hub id or bundled alias) and write it with ``report.json``.
+    """Quantize ``model`` (a local folder, Hub id or bundled alias) and write a loadable checkpoint.
 
-    Returns the report. ``progress`` receives stage events with the whole run's fraction done,
-    ``should_stop`` is checked between layers and windows (``Cancelled`` is raised), and
-    ``on_stage`` is told each stage name as it starts.
+    The output folder gets the low-bit checkpoint, ``report.json``, a model card ``README.md``
+    and its PNG figures, after the saved checkpoint was reloaded and checked against the
+    quantized model (``CheckpointVerificationError`` when it does not match). A ``base_model``
+    or ``model_id`` entry of ``log_context`` names the base model's Hub id on the card when
+    ``model`` is a local folder. Returns the report.
+
+    ``progress`` receives stage events with the whole run's fraction done, ``should_stop`` is
+    checked between layers and windows (``Cancelled`` is raised), and ``on_stage`` is called
+    with each stage name as the stage starts.
     """
     context = log_context or {}
     output = Path(output_dir)
@@ -172,8 +180,12 @@ def run_quantization(
         progress=show_progress,
         callback=_stage_callback(progress, "calibrating", "calibrating"),
         should_stop=should_stop,
+        keep_samples_layer=bins_figure_layer(int(loaded_model.config.num_hidden_layers)),
     )
     quantize_seconds = time.perf_counter() - quant_started
+    # Round the unquantized tensors to their checkpoint dtype before the evaluation, so the
+    # reported perplexity is the saved checkpoint's.
+    round_float_tensors(loaded_model, resolve_float_dtype(dtype))
 
     q_result = evaluate("evaluating")
 
@@ -216,12 +228,29 @@ def run_quantization(
         "invariance": result.invariance,
         "layers": result.layers,
         "versions": library_versions(),
+        "seeds": {"transform_search": quant.seed, "calibration": run_config.calibration.seed},
         "total_seconds": 0.0,
     }
-    save_fake_quantized(loaded_model, tokenizer, output, report)
-    report["total_seconds"] = time.perf_counter() - started
-    (output / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    if report["evaluation"] is not None:
+        report["evaluation"].update(
+            baseline=report["fp_perplexity"], quantized=report["quantized_perplexity"], recovery=report["recovery"]
+        )
+    # from_pretrained records the folder it loaded from; the card reads the licence there.
+    source_folder = Path(str(getattr(loaded_model.config, "name_or_path", "") or "."))
+    write_quantized_outputs(
+        loaded_model,
+        tokenizer,
+        output,
+        report,
+        quant=quant,
+        verify_ids=calibration.input_ids,
+        device=device,
+        source_folder=source_folder,
+        samples=result.activation_samples,
+        context=context,
+        started=started,
+    )
     if progress is not None:
         progress(ProgressEvent("saving", 1, 1, 1.0, "done"))
-    logger.info("wrote %s in %.1f s %s", output, report["total_seconds"], context)
+    logger.info("wrote %s in %.1f s %s", output / REPORT_FILE, time.perf_counter() - started, context)
     return report

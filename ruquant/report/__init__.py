@@ -1,0 +1,1 @@
+"""The report of a quantization run: ``report.json``, the model card and its figures."""
