@@ -159,6 +159,13 @@ def _quantize(args: argparse.Namespace) -> int:
         _write(f"float perplexity:      {report['fp_perplexity']:.4f}")
         _write(f"quantized perplexity:  {report['quantized_perplexity']:.4f}")
         _write(f"evaluation:            {json.dumps(report['evaluation'])}")
+    checkpoint = report.get("checkpoint") or {}
+    if "weight_bytes" in checkpoint:
+        _write(f"checkpoint:            {checkpoint['weight_bytes'] / 2**20:.1f} MiB of weights")
+    verification = report.get("verification") or {}
+    if "passed" in verification:
+        outcome = "passed" if verification["passed"] else "FAILED"
+        _write(f"reload check:          {outcome} (logits relative error {verification['logits_rel_error']:.2e})")
     _write(f"quantize seconds:      {report['quantize_seconds']:.1f}")
     _write(f"peak memory:           {report['peak_memory_bytes'] / 2**20:.0f} MiB")
     _write(f"report:                {Path(args.output) / 'report.json'}")
