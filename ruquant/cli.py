@@ -159,9 +159,12 @@ def _quantize(args: argparse.Namespace) -> int:
         _write(f"float perplexity:      {report['fp_perplexity']:.4f}")
         _write(f"quantized perplexity:  {report['quantized_perplexity']:.4f}")
         _write(f"evaluation:            {json.dumps(report['evaluation'])}")
-    checkpoint = report.get("checkpoint") or {}
-    if "weight_bytes" in checkpoint:
-        _write(f"checkpoint:            {checkpoint['weight_bytes'] / 2**20:.1f} MiB of weights")
+    sizes = (report.get("checkpoint") or {}).get("sizes") or {}
+    if "checkpoint_bytes" in sizes:
+        _write(
+            f"checkpoint:            {sizes['checkpoint_bytes'] / 2**20:.1f} MiB "
+            f"({sizes['ratio_to_float16']:.1%} of float16)"
+        )
     verification = report.get("verification") or {}
     if "passed" in verification:
         outcome = "passed" if verification["passed"] else "FAILED"
