@@ -26,7 +26,9 @@ quantize-demo: install
 	$(BIN)/ruquant quantize smollm2-135m --preset W4A4 --output runs/smollm2-w4a4 \
 		--calib-samples 8 --seq-len 1024 --eval-seq-len 2048 --eval-windows 4
 
-demo: quantize-demo
+# The service's main job: local Hub + API + worker on 127.0.0.1, a W4A4 job through the REST API.
+demo: install
+	$(BIN)/python scripts/demo.py
 
 test: install
 	$(BIN)/pytest

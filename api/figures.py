@@ -1,36 +1,65 @@
-"""A small SVG bar chart of baseline and quantized perplexity for the job page."""
+"""The job page's view of a report: summary rows and an SVG bar chart of the perplexities."""
 
 from __future__ import annotations
 
 from html import escape
 from typing import Any
 
-__all__ = ["report_figure", "report_perplexities"]
+__all__ = ["report_figure", "report_perplexities", "report_summary"]
+
+# Perplexity fields of the report that ``ruquant.runner.run_quantization`` writes.
+_PERPLEXITY_FIELDS = {"float": "fp_perplexity", "quantized": "quantized_perplexity"}
 
 
 def _number(value: Any) -> float | None:
     if isinstance(value, int | float) and not isinstance(value, bool):
         return float(value)
-    if isinstance(value, dict):
-        return _number(value.get("perplexity"))
     return None
 
 
 def report_perplexities(report: dict[str, Any] | None) -> dict[str, float]:
-    """Return ``{"baseline": ..., "quantized": ...}`` from the report, whichever are present.
-
-    The report layout is the library's; this reads ``baseline``/``quantized`` as numbers or as
-    objects with a ``perplexity`` field, at the top level or under ``evaluation``.
-    """
+    """Return ``{"float": ..., "quantized": ...}``, with whichever perplexities the report has."""
     if not report:
         return {}
-    source = report.get("evaluation") if isinstance(report.get("evaluation"), dict) else report
     values = {}
-    for name in ("baseline", "quantized"):
-        number = _number(source.get(name)) if isinstance(source, dict) else None
+    for name, field in _PERPLEXITY_FIELDS.items():
+        number = _number(report.get(field))
         if number is not None:
             values[name] = number
     return values
+
+
+def _format(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, dict):
+        return ", ".join(f"{key}={item}" for key, item in value.items() if item is not None)
+    return str(value)
+
+
+def report_summary(report: dict[str, Any] | None) -> list[tuple[str, str]]:
+    """Return ``(label, value)`` rows of the report's main figures, in display order."""
+    if not report:
+        return []
+    labels = {
+        "preset": "Preset",
+        "method": "Method",
+        "block_size": "Block size",
+        "fp_perplexity": "Float perplexity",
+        "quantized_perplexity": "Quantized perplexity",
+        "recovery": "Recovery (float / quantized perplexity)",
+        "calibration": "Calibration",
+        "evaluation": "Evaluation",
+        "quantize_seconds": "Quantization time (s)",
+        "total_seconds": "Total time (s)",
+        "peak_memory_bytes": "Peak memory (bytes)",
+        "device": "Device",
+    }
+    return [
+        (label, _format(report[field]))
+        for field, label in labels.items()
+        if report.get(field) is not None
+    ]
 
 
 def report_figure(report: dict[str, Any] | None) -> str | None:

@@ -158,6 +158,10 @@ class Client:
         report: dict[str, Any] = self._request("GET", f"/v1/jobs/{job_id}/report").json()
         return report
 
+    def figure(self, job_id: str, name: str) -> bytes:
+        """Return one figure file (PNG) of a succeeded job's report."""
+        return self._request("GET", f"/v1/jobs/{job_id}/figures/{name}").content
+
     def wait(
         self,
         job_ids: Iterable[str],

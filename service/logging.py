@@ -22,6 +22,8 @@ __all__ = [
 ]
 
 _job_id: contextvars.ContextVar[str] = contextvars.ContextVar("ruquant_job_id", default="-")
+# Job id of records from threads outside every job context; see job_context(process_wide=True).
+_process_job_id = "-"
 
 # Hugging Face user access tokens start with "hf_"; masking them is a second line of defence
 # behind never passing tokens to a logger in the first place.
@@ -37,13 +39,24 @@ def current_job_id() -> str:
 
 
 @contextlib.contextmanager
-def job_context(job_id: str) -> Iterator[None]:
-    """Bind ``job_id`` to every log record emitted inside the block."""
+def job_context(job_id: str, *, process_wide: bool = False) -> Iterator[None]:
+    """Bind ``job_id`` to every log record emitted inside the block.
+
+    The binding follows the context (this thread or task). ``process_wide`` also makes it the
+    job id of records from threads that libraries start without the context, such as the
+    upload pool of huggingface_hub. Only a process that runs one job at a time (a worker's
+    job child) may use it.
+    """
+    global _process_job_id
     token = _job_id.set(job_id)
+    previous = _process_job_id
+    if process_wide:
+        _process_job_id = job_id
     try:
         yield
     finally:
         _job_id.reset(token)
+        _process_job_id = previous
 
 
 def register_secret(value: str | None) -> None:
@@ -64,7 +77,8 @@ class JobContextFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         if not hasattr(record, "job_id"):
-            record.job_id = _job_id.get()
+            job_id = _job_id.get()
+            record.job_id = _process_job_id if job_id == "-" else job_id
         return True
 
 

@@ -10,9 +10,11 @@ from typing import Literal
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["PLACEHOLDER_SECRET", "Settings", "get_settings"]
+__all__ = ["BUILTIN_DATASET", "PLACEHOLDER_SECRET", "Settings", "get_settings"]
 
 PLACEHOLDER_SECRET = "changethis"
+# The library reads WikiText-2 from RUQUANT_DATA_DIR, or from the Hub when that is unset.
+BUILTIN_DATASET = "wikitext2"
 
 
 class Settings(BaseSettings):
@@ -52,6 +54,12 @@ class Settings(BaseSettings):
     allow_pickle_weights: bool = Field(
         False, description="Accept source repositories whose weights exist only as pickle files."
     )
+    datasets: dict[str, Path] = Field(
+        default_factory=dict,
+        description="Text files the workers offer as calibration or evaluation data, by name, "
+        'as JSON: RUQUANT_DATASETS=\'{"support-chats": "/data/chats.txt"}\'. Requests name a '
+        "data set, never a path; 'wikitext2' is always offered.",
+    )
 
     # Limits.
     max_model_bytes: int = Field(
@@ -72,6 +80,12 @@ class Settings(BaseSettings):
     job_soft_time_limit_s: int = Field(12 * 3600, gt=0, description="Soft limit of one job.")
     job_hard_time_limit_s: int = Field(13 * 3600, gt=0, description="Hard limit (child killed).")
     heartbeat_interval_s: float = Field(15.0, gt=0)
+    progress_interval_s: float = Field(
+        1.0,
+        ge=0,
+        description="Minimum seconds between two stored progress updates of a job. Stage "
+        "changes and the last step of a stage are stored whatever the interval.",
+    )
     heartbeat_stale_s: float = Field(
         120.0, gt=0, description="A running job whose heartbeat is older than this is stale."
     )
@@ -108,6 +122,10 @@ class Settings(BaseSettings):
             raise ValueError("job_hard_time_limit_s must be larger than job_soft_time_limit_s")
         if self.heartbeat_stale_s <= 2 * self.heartbeat_interval_s:
             raise ValueError("heartbeat_stale_s must exceed twice heartbeat_interval_s")
+        if BUILTIN_DATASET in self.datasets:
+            raise ValueError(
+                f"RUQUANT_DATASETS may not redefine the built-in data set {BUILTIN_DATASET!r}"
+            )
         placeholders = {"secret_key": self.secret_key}
         if self.hub_token is not None:
             placeholders["hub_token"] = self.hub_token
@@ -132,6 +150,11 @@ class Settings(BaseSettings):
     def resolved_broker_url(self) -> str:
         """Celery broker URL in effect."""
         return self.broker_url or f"sqla+sqlite:///{(self.work_dir / 'broker.sqlite').resolve()}"
+
+    @property
+    def dataset_names(self) -> frozenset[str]:
+        """Names a job request may give as calibration or evaluation data."""
+        return frozenset({BUILTIN_DATASET, *self.datasets})
 
     @property
     def broker_is_redis(self) -> bool:

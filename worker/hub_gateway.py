@@ -10,6 +10,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from huggingface_hub import GitCommitInfo
+from huggingface_hub.errors import RevisionNotFoundError
+
 from service.settings import Settings
 from worker.errors import JobError
 from worker.hub import hub_api, map_hub_error
@@ -125,11 +128,17 @@ class HubGateway:
         """Return the newest commit on ``revision`` whose title or message contains ``marker``."""
         if not self.repo_exists(repo_id):
             return None
-        commits = self._call(
-            repo_id,
-            "listing target commits",
-            lambda: self._api.list_repo_commits(repo_id, revision=revision),
-        )
+
+        def list_commits() -> list[GitCommitInfo]:
+            try:
+                return self._api.list_repo_commits(repo_id, revision=revision)
+            except RevisionNotFoundError:
+                # A new_revision job's branch is created just before its push, so a missing
+                # branch contains no commit of this job.
+                logger.info("%s has no revision %s yet, so no earlier push", repo_id, revision)
+                return []
+
+        commits = self._call(repo_id, "listing target commits", list_commits)
         for commit in commits:
             if marker in f"{commit.title}\n{commit.message}":
                 return CommitRecord(commit=commit.commit_id, url=None)

@@ -11,13 +11,19 @@ import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+from sqlalchemy.exc import SQLAlchemyError
 
 from ruquant.errors import RUQuantError
 from ruquant.progress import Cancelled
 from service.db.models import Job
+from service.jobs.datasets import resolve_datasets
+from service.jobs.figures import figure_files, save_figures
 from service.jobs.request import JobRequest
 from service.jobs.states import FINAL_STATES, JobState
 from service.jobs.store import JobStore
+from service.logging import register_secret
 from service.settings import Settings
 from worker.errors import JobError
 from worker.hub_gateway import CommitRecord, HubGateway
@@ -85,6 +91,7 @@ def _execute(
     token = store.token(job.id)
     if token is None and settings.hub_token is not None:
         token = settings.hub_token.get_secret_value()
+    register_secret(token)
     hub = stages.hub(settings, token)
     job_dir = settings.work_dir / "jobs" / job.id
     job_dir.mkdir(parents=True, exist_ok=True)
@@ -121,16 +128,19 @@ def _execute(
     report = stages.quantize(
         model_dir,
         output_dir,
-        request.run_config(),
+        resolve_datasets(request.run_config(), settings),
         progress=reporter,
         should_stop=reporter.should_stop,
-        log_context={"job_id": job.id},
+        # The library gets only a local folder, so the Hub id for the model card's base_model
+        # comes from here.
+        log_context={"job_id": job.id, "base_model": request.model_id},
     )
     _check_cancel(reporter)
 
     if not store.transition(job.id, JobState.UPLOADING, reason="quantized model saved"):
         raise Cancelled("job ended while quantizing")
     commit = _push(hub, store, job, request, plan, output_dir)
+    _keep_figures(store, job.id, output_dir, report)
     store.transition(
         job.id,
         JobState.SUCCEEDED,
@@ -142,6 +152,18 @@ def _execute(
         eta_s=0.0,
     )
     logger.info("job succeeded: %s@%s", plan.target_repo, commit.commit)
+
+
+def _keep_figures(store: JobStore, job_id: str, output_dir: Path, report: dict[str, Any]) -> None:
+    """Copy the report's figures into the store for the job page; a failure only loses them."""
+    try:
+        saved = save_figures(store, job_id, output_dir, figure_files(report))
+    except (OSError, SQLAlchemyError):
+        logger.exception(
+            "report figures not kept; the job page shows none", extra={"job_id": job_id}
+        )
+        return
+    logger.info("kept %d report figures for the job page", len(saved), extra={"job_id": job_id})
 
 
 def _fail(store: JobStore, job_id: str, code: str, message: str) -> None:
@@ -167,13 +189,13 @@ def run_job(
         current = store.get(job_id)
         logger.info("message ignored: job is %s", current.state if current else "missing")
         return None
-    reporter = ProgressReporter(store, job_id)
+    reporter = ProgressReporter(store, job_id, min_interval_s=settings.progress_interval_s)
     try:
         with Heartbeat(store, job_id, settings.heartbeat_interval_s):
             _execute(job, store, settings, stages, reporter)
-    except Cancelled:
-        logger.info("job stopped after a cancel request")
-        store.transition(job_id, JobState.CANCELLED, reason="stopped by the worker")
+    except Cancelled as error:
+        logger.info("job stopped after a cancel request: %s", error)
+        store.transition(job_id, JobState.CANCELLED, reason=f"stopped by the worker: {error}")
     except JobError as error:
         logger.warning("job failed: %s: %s", error.code, error.message)
         _fail(store, job_id, error.code, error.message)

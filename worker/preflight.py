@@ -9,8 +9,10 @@ import fnmatch
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, Protocol
 
+from service.jobs.datasets import unknown_datasets
 from service.jobs.request import JobRequest, default_target_repo
 from service.settings import Settings
 from worker.errors import JobError
@@ -21,6 +23,7 @@ __all__ = [
     "Plan",
     "check_block_size",
     "check_config",
+    "check_datasets",
     "download_patterns",
     "job_branch",
     "preflight",
@@ -33,6 +36,10 @@ _SAFETENSORS = ("*.safetensors",)
 _PICKLES = ("*.bin", "*.pt", "*.pth", "*.ckpt", "*.pkl")
 # Config, tokenizer and generation files copied next to the quantized weights.
 _METADATA = ("*.json", "*.model", "*.txt", "*.tiktoken", "LICENSE*", "README.md")
+# PEFT names its weights adapter_model.safetensors or adapter_model.bin.
+_ADAPTER_PREFIX = "adapter_model."
+# config.json fields the library reads to find every transformed width.
+_WIDTH_FIELDS = ("hidden_size", "intermediate_size", "num_attention_heads")
 
 
 class SourceHub(Protocol):
@@ -74,11 +81,20 @@ def _matching(files: dict[str, int], patterns: tuple[str, ...]) -> dict[str, int
 
 
 def weight_files(files: dict[str, int], *, allow_pickle: bool) -> tuple[dict[str, int], str]:
-    """Return the weight files the job will load and their format (``safetensors``/``pickle``)."""
-    safetensors = _matching(files, _SAFETENSORS)
+    """Return the weight files the job will load and their format (``safetensors``/``pickle``).
+
+    PEFT adapter weights (``adapter_model.*``) do not count: a repository with only those is an
+    adapter, not a model.
+    """
+    model_files = {
+        name: size
+        for name, size in files.items()
+        if not name.rsplit("/", 1)[-1].startswith(_ADAPTER_PREFIX)
+    }
+    safetensors = _matching(model_files, _SAFETENSORS)
     if safetensors:
         return safetensors, "safetensors"
-    pickles = _matching(files, _PICKLES)
+    pickles = _matching(model_files, _PICKLES)
     if pickles and allow_pickle:
         return pickles, "pickle"
     if pickles:
@@ -128,23 +144,50 @@ def check_config(config: dict[str, Any] | None, files: dict[str, int], request: 
 
 
 def check_block_size(config: dict[str, Any], request: JobRequest) -> None:
-    """Reject an explicit block size that does not divide every transformed width."""
-    block = request.quant.block_size
-    if block == "auto":
-        return
-    hidden = config.get("hidden_size")
-    heads = config.get("num_attention_heads")
-    widths = {
-        "hidden_size": hidden,
-        "intermediate_size": config.get("intermediate_size"),
-        "head_dim": config.get("head_dim") or (hidden // heads if hidden and heads else None),
-    }
-    for name, width in widths.items():
-        if isinstance(width, int) and width % int(block):
+    """Reject a model whose transformed widths the requested block size does not fit.
+
+    The library's own rule decides, so pre-flight and the run cannot disagree: ``auto`` needs a
+    power of two >= 2 dividing every width, and an explicit size must divide them all. The
+    library is imported here, in the job's child process, to keep torch out of the parent.
+    """
+    from ruquant.errors import BlockSizeError
+    from ruquant.pipeline import resolve_model_block_size
+
+    missing = [name for name in _WIDTH_FIELDS if not isinstance(config.get(name), int)]
+    if missing:
+        raise JobError(
+            "invalid_config",
+            f"The source config.json has no integer {', '.join(missing)}: check that the "
+            "repository holds a complete transformers model.",
+        )
+    try:
+        resolve_model_block_size(SimpleNamespace(**config), request.quant)
+    except BlockSizeError as error:
+        raise JobError(
+            "block_size",
+            f"{error}. Methods 'rtn' and 'smoothquant' have no block transform and fit any width.",
+        ) from error
+
+
+def check_datasets(request: JobRequest, settings: Settings) -> None:
+    """Reject data set names this worker does not offer (its settings changed since submit)."""
+    unknown = unknown_datasets(request, settings.dataset_names)
+    if unknown:
+        raise JobError(
+            "unknown_dataset",
+            "; ".join(f"{'.'.join(u.field)}: {u.message}" for u in unknown)
+            + ". Resubmit the job with a data set this service offers.",
+        )
+    names = [request.calibration.data]
+    if request.evaluation is not None:
+        names.append(request.evaluation.data)
+    for name in names:
+        path = settings.datasets.get(name)
+        if path is not None and not path.is_file():
             raise JobError(
-                "block_size",
-                f"quant.block_size={block} does not divide {name}={width}: use 'auto' or a "
-                "power of two that divides it.",
+                "dataset_missing",
+                f"Data set {name!r} is configured as {str(path)!r}, which is not a file on "
+                "this worker: ask the operator to fix RUQUANT_DATASETS.",
             )
 
 
@@ -201,6 +244,7 @@ def preflight(
     created the target. The target then does not count as "already exists", and the run pushes
     to the same revision, so a requeued job still makes at most one commit.
     """
+    check_datasets(request, settings)
     target = _target(hub, request)
     source = hub.inspect_source(request.model_id, request.revision, scratch_dir)
     check_config(source.config, source.files, request)

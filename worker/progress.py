@@ -16,15 +16,17 @@ __all__ = ["Heartbeat", "ProgressReporter", "STAGE_STATES"]
 
 logger = logging.getLogger(__name__)
 
-# Library stages mapped to job states; stages not listed keep the current state.
+# Library stages mapped to job states; stages not listed keep the current state. The library
+# also evaluates the float model before calibrating, which stays part of the calibrating state:
+# the job moves to evaluating only for the evaluation after calibration.
 STAGE_STATES = {"calibrating": JobState.CALIBRATING, "evaluating": JobState.EVALUATING}
 
 
 class ProgressReporter:
-    """Turn library progress events into job progress rows, and answer ``should_stop``.
+    """Turn library progress events into job progress rows, and implement ``should_stop``.
 
-    Writes are throttled to one per ``min_interval_s`` except for stage changes and the last
-    step of a stage. The ETA extrapolates the elapsed time over the run's completed fraction.
+    Progress writes are throttled to one per ``min_interval_s`` except for stage changes and the
+    last step of a stage. The ETA extrapolates the elapsed time over the run's completed fraction.
     """
 
     def __init__(
@@ -42,14 +44,17 @@ class ProgressReporter:
         self._started = clock()
         self._last_write = float("-inf")
         self._last_stage: str | None = None
+        self._calibrated = False
         self._stop = False
-        self._last_stop_check = float("-inf")
 
     def __call__(self, event: ProgressEvent) -> None:
         now = self._clock()
         stage_changed = event.stage != self._last_stage
         if stage_changed:
+            self._calibrated = self._calibrated or event.stage == "calibrating"
             target = STAGE_STATES.get(event.stage)
+            if target is JobState.EVALUATING and not self._calibrated:
+                target = None
             if target is not None:
                 self._store.transition(self._job_id, target, reason=f"stage {event.stage}")
             self._last_stage = event.stage
@@ -71,16 +76,14 @@ class ProgressReporter:
         self._last_write = now
 
     def should_stop(self) -> bool:
-        """Return True once cancel was requested or the job ended elsewhere (reaper, cancel)."""
-        if self._stop:
-            return True
-        now = self._clock()
-        if now - self._last_stop_check < self._min_interval_s:
-            return False
-        self._last_stop_check = now
-        status = self._store.heartbeat(self._job_id)
-        if status is None or status[1] or status[0] in FINAL_STATES:
-            self._stop = True
+        """Return True once cancel was requested or the job ended elsewhere (reaper, cancel).
+
+        The library calls this before each layer and each evaluation window. Every call reads
+        the store (and stamps the heartbeat), so a cancelled job stops at the next boundary.
+        """
+        if not self._stop:
+            status = self._store.heartbeat(self._job_id)
+            self._stop = status is None or status[1] or status[0] in FINAL_STATES
         return self._stop
 
 

@@ -87,5 +87,6 @@ def register_tasks(app: Celery) -> None:
 
     @app.task(name=TASK_NAME, bind=True)
     def run_job(self: Task, job_id: str) -> None:
-        with job_context(job_id):
+        # A job child runs one job, so threads that libraries start log this job's id too.
+        with job_context(job_id, process_wide=True):
             _run(self, job_id)

@@ -6,12 +6,15 @@ from functools import partial
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, HTTPException, Query, Request, Response, status
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import StreamingResponse
 
 from api.deps import CurrentKey, DispatcherDep, SettingsDep, StoreDep
 from api.events import job_events
 from api.schemas import ErrorPublic, JobPage, JobPublic, job_public
 from service.db.models import Job
+from service.jobs.datasets import UnknownDatasetError
+from service.jobs.figures import load_figure
 from service.jobs.request import JobRequest
 from service.jobs.states import JobState
 from service.jobs.store import (
@@ -79,7 +82,15 @@ def create_job(
             body,
             idempotency_key=idempotency_key,
             max_active=settings.max_active_jobs_per_key,
+            offered_datasets=settings.dataset_names,
         )
+    except UnknownDatasetError as error:
+        raise RequestValidationError(
+            [
+                {"loc": ("body", *unknown.field), "msg": unknown.message, "type": "value_error"}
+                for unknown in error.unknown
+            ]
+        ) from error
     except IdempotencyConflictError as error:
         raise HTTPException(status.HTTP_409_CONFLICT, detail=str(error)) from error
     except QuotaExceededError as error:
@@ -161,6 +172,29 @@ def read_report(job_id: str, key: CurrentKey, store: StoreDep) -> dict[str, Any]
             status.HTTP_409_CONFLICT, detail=f"job {job_id} has no report (state {job.state})"
         )
     return job.report
+
+
+@router.get(
+    "/{job_id}/figures/{name}",
+    summary="Read a figure of the report",
+    response_class=Response,
+    responses={
+        200: {
+            "description": "A PNG file named in the report's `figures`, kept after the job.",
+            "content": {"image/png": {"example": "(PNG bytes)"}},
+        },
+        **_NOT_FOUND,
+        **_AUTH,
+    },
+)
+def read_figure(job_id: str, name: str, key: CurrentKey, store: StoreDep) -> Response:
+    """Return one figure of a succeeded job's report."""
+    stored = load_figure(store, job_id, name, owner_key_id=key.id)
+    if stored is None:
+        raise HTTPException(
+            status.HTTP_404_NOT_FOUND, detail=f"figure {name} of job {job_id} not found"
+        )
+    return Response(stored.content, media_type=stored.media_type)
 
 
 @router.get(

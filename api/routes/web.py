@@ -19,9 +19,11 @@ from pydantic import ValidationError
 
 from api.deps import DispatcherDep, SettingsDep, StoreDep, key_for_secret
 from api.events import job_events
-from api.figures import report_figure
+from api.figures import report_figure, report_summary
 from api.schemas import job_public
 from service.db.models import ApiKey
+from service.jobs.datasets import UnknownDatasetError
+from service.jobs.figures import figure_names, load_figure
 from service.jobs.request import JobRequest
 from service.jobs.store import (
     IdempotencyConflictError,
@@ -135,12 +137,13 @@ async def submit(
             job_request,
             idempotency_key=f"web-{form.get('form_token', '')}" if form.get("form_token") else None,
             max_active=settings.max_active_jobs_per_key,
+            offered_datasets=settings.dataset_names,
         )
     except ValidationError as error:
         errors = [
             f"{'.'.join(map(str, e['loc'])) or 'request'}: {e['msg']}" for e in error.errors()
         ]
-    except (IdempotencyConflictError, QuotaExceededError) as error:
+    except (IdempotencyConflictError, QuotaExceededError, UnknownDatasetError) as error:
         errors = [str(error)]
     if errors:
         form.pop("hub_token", None)
@@ -158,8 +161,24 @@ def job_page(request: Request, job_id: str, store: StoreDep) -> Response:
     return templates.TemplateResponse(
         request,
         "job.html",
-        {"job": job_public(job), "report": job.report, "figure": report_figure(job.report)},
+        {
+            "job": job_public(job),
+            "report": job.report,
+            "summary": report_summary(job.report),
+            "figure": report_figure(job.report),
+            "figure_files": figure_names(store, job.id),
+        },
     )
+
+
+@router.get("/jobs/{job_id}/figures/{name}")
+def figure(request: Request, job_id: str, name: str, store: StoreDep) -> Response:
+    """Send one figure of the job's report (a PNG file the library wrote)."""
+    key = _require_key(request, store)
+    stored = load_figure(store, job_id, name, owner_key_id=key.id)
+    if stored is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"figure {name} not found")
+    return Response(stored.content, media_type=stored.media_type)
 
 
 @router.post("/jobs/{job_id}/cancel")

@@ -22,7 +22,16 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-__all__ = ["ApiKey", "Base", "Job", "JobSecret", "JobTransition", "UTCDateTime", "utcnow"]
+__all__ = [
+    "ApiKey",
+    "Base",
+    "Job",
+    "JobFigure",
+    "JobSecret",
+    "JobTransition",
+    "UTCDateTime",
+    "utcnow",
+]
 
 
 def utcnow() -> datetime:
@@ -142,3 +151,14 @@ class JobSecret(Base):
     job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
     token_ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class JobFigure(Base):
+    """A figure file of a succeeded job's report (PNG), kept after the job's files are deleted."""
+
+    __tablename__ = "job_figures"
+
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    media_type: Mapped[str] = mapped_column(String(50))
+    content: Mapped[bytes] = mapped_column(LargeBinary)

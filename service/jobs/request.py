@@ -17,7 +17,6 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, m
 from ruquant.config import PRESETS, CalibrationConfig, EvaluationConfig, QuantConfig, RunConfig
 
 __all__ = [
-    "SERVICE_DATASETS",
     "IfExists",
     "JobRequest",
     "PresetName",
@@ -33,9 +32,9 @@ IfExists = Literal["fail", "new_revision", "overwrite"]
 _NAME_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9_])?$")
 _REVISION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,199}$")
 
-# The library also reads calibration and evaluation text from local paths; a service request may
-# only name the data sets the worker provides, never a path on the worker.
-SERVICE_DATASETS = frozenset({"wikitext2"})
+# The library also reads calibration and evaluation text from local paths, but a service request
+# may only name a data set the workers provide (see Settings.datasets), never a path on a worker.
+_DATASET_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 
 
 def validate_repo_id(value: str, *, namespace_required: bool) -> str:
@@ -135,10 +134,10 @@ class JobRequest(BaseModel):
     @field_validator("calibration", "evaluation")
     @classmethod
     def _check_data(cls, value: Any) -> Any:
-        if value is not None and value.data not in SERVICE_DATASETS:
+        if value is not None and not _DATASET_NAME_RE.match(value.data):
             raise ValueError(
-                f"data {value.data!r} is not available on the service: use one of "
-                f"{sorted(SERVICE_DATASETS)}"
+                f"data {value.data!r} is not a data set name: use 'wikitext2' or a name the "
+                "service offers (letters, digits, '-' and '_'); paths are not accepted"
             )
         return value
 

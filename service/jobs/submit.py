@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from service.db.models import Job
+from service.jobs.datasets import UnknownDatasetError, unknown_datasets
 from service.jobs.dispatch import Dispatcher, dispatch
 from service.jobs.request import JobRequest
 from service.jobs.store import JobStore
@@ -18,12 +19,17 @@ def submit_job(
     *,
     idempotency_key: str | None,
     max_active: int,
+    offered_datasets: frozenset[str],
 ) -> tuple[Job, bool]:
     """Store the job and send it to the workers; return ``(job, created)``.
 
     A replayed idempotent submission returns the stored job and sends nothing, unless its first
-    send failed, in which case it is sent now.
+    send failed, in which case it is sent now. Raises :class:`UnknownDatasetError` before
+    storing anything when the request names data the service does not offer.
     """
+    unknown = unknown_datasets(request, offered_datasets)
+    if unknown:
+        raise UnknownDatasetError(unknown)
     token = request.hub_token.get_secret_value() if request.hub_token is not None else None
     job, created = store.create(
         owner_key_id,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 
 import pytest
 
@@ -33,6 +34,22 @@ def test_job_id_from_context(records: list[logging.LogRecord]) -> None:
         logger.info("inside")
     logger.info("outside")
     assert [r.job_id for r in records] == ["job-1", "-"]  # type: ignore[attr-defined]
+
+
+def test_process_wide_job_id_reaches_threads(records: list[logging.LogRecord]) -> None:
+    logger = logging.getLogger("tests.service.logging")
+
+    def log_from_thread() -> None:
+        thread = threading.Thread(target=logger.info, args=("from a library thread",))
+        thread.start()
+        thread.join()
+
+    with job_context("job-1"):
+        log_from_thread()
+    with job_context("job-2", process_wide=True):
+        log_from_thread()
+    log_from_thread()
+    assert [r.job_id for r in records] == ["-", "job-2", "-"]  # type: ignore[attr-defined]
 
 
 def test_tokens_masked(records: list[logging.LogRecord]) -> None:

@@ -52,6 +52,13 @@ def test_invalid_repo_ids_rejected() -> None:
 def test_local_data_paths_rejected() -> None:
     body = {"model_id": "a/b", "calibration": {"data": "/etc/passwd"}}
     assert _error_locations(body) == [("calibration",)]
+    relative = {"model_id": "a/b", "evaluation": {"data": "../chats.txt"}}
+    assert _error_locations(relative) == [("evaluation",)]
+
+
+def test_dataset_names_accepted() -> None:
+    body = {"model_id": "a/b", "calibration": {"data": "support-chats_2"}}
+    assert JobRequest.model_validate(body).calibration.data == "support-chats_2"
 
 
 def test_token_not_stored_or_fingerprinted() -> None:

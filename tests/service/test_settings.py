@@ -54,3 +54,15 @@ def test_time_limits_ordered() -> None:
             job_soft_time_limit_s=10,
             job_hard_time_limit_s=10,
         )
+
+
+def test_datasets_from_json_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("RUQUANT_DATASETS", f'{{"chats": "{tmp_path / "chats.txt"}"}}')
+    settings = _settings(environment="test", secret_key="s" * 32)
+    assert settings.datasets == {"chats": tmp_path / "chats.txt"}
+    assert settings.dataset_names == frozenset({"wikitext2", "chats"})
+
+
+def test_builtin_dataset_not_redefined(tmp_path: Path) -> None:
+    with pytest.raises(ValidationError, match="built-in data set 'wikitext2'"):
+        _settings(environment="test", secret_key="s" * 32, datasets={"wikitext2": tmp_path})

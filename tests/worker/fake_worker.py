@@ -1,17 +1,18 @@
-"""Start a real Celery worker whose Hub and quantizer are the fakes (plumbing tests only).
+"""Start a real Celery worker whose quantizer is the fake one (plumbing tests only).
 
 The patch is made in the worker's parent before any child is forked, so every job child runs
-the fakes; everything else (Celery, the broker, the store, the pipeline) is the real code.
+the fake quantizer. Everything else is the real code: Celery, the broker, the store, the
+pipeline, and the Hub client talking to a local Hub.
 """
 
 from __future__ import annotations
 
 import sys
 
-from tests.worker.fakes import FakeHub, fake_quantize
+from tests.worker.fakes import fake_quantize
 from worker import pipeline
 
-pipeline.DEFAULT_STAGES = pipeline.Stages(hub=FakeHub, quantize=fake_quantize)  # type: ignore[arg-type]
+pipeline.DEFAULT_STAGES = pipeline.Stages(hub=pipeline.DEFAULT_STAGES.hub, quantize=fake_quantize)
 
 if __name__ == "__main__":
     from worker.main import main

@@ -1,98 +1,37 @@
-"""Stand-ins for the Hub and the quantizer, for tests of the service plumbing only.
+"""A stand-in quantizer, for tests of the service plumbing only.
 
-``FakeHub`` keeps its repositories in a JSON file, so several worker processes in one test see
-the same commits. ``fake_quantize`` sends one progress event per "layer", honours
-``should_stop`` between layers and writes a small output folder.
+``fake_quantize`` sends one progress event per "layer", honours ``should_stop`` before each
+layer, and writes a small output folder with a report in the library's layout.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import struct
 import time
+import zlib
 from pathlib import Path
 from typing import Any
 
 from ruquant.config import RunConfig
 from ruquant.progress import Cancelled, ProgressCallback, ProgressEvent, StopCheck
-from service.settings import Settings
-from worker.hub_gateway import CommitRecord, Identity, SourceInfo
 
-__all__ = ["FakeHub", "LLAMA_CONFIG", "fake_quantize", "hub_state"]
-
-LLAMA_CONFIG: dict[str, Any] = {
-    "architectures": ["LlamaForCausalLM"],
-    "hidden_size": 576,
-    "intermediate_size": 1536,
-    "num_attention_heads": 9,
-}
+__all__ = ["fake_quantize", "tiny_png"]
 
 
-def _state_path() -> Path:
-    return Path(os.environ["FAKE_HUB_STATE"])
+def tiny_png() -> bytes:
+    """Return a valid 1x1 grey PNG file."""
 
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
 
-def hub_state() -> dict[str, Any]:
-    """Return the fake Hub's repositories: ``{repo: {revision: [commit dicts]}}``."""
-    path = _state_path()
-    return json.loads(path.read_text()) if path.exists() else {}
-
-
-def _save(state: dict[str, Any]) -> None:
-    _state_path().write_text(json.dumps(state))
-
-
-class FakeHub:
-    """In-file Hub with one user ``alice`` who belongs to the ``team`` organisation."""
-
-    def __init__(self, settings: Settings, token: str | None) -> None:
-        self.token = token
-
-    def identity(self) -> Identity:
-        return Identity(name="alice", orgs=frozenset({"team"}), can_write=True)
-
-    def inspect_source(self, model_id: str, revision: str | None, work_dir: Path) -> SourceInfo:
-        files = {"config.json": 100, "model.safetensors": 1000, "tokenizer.json": 10}
-        return SourceInfo(sha="a" * 40, files=files, config=LLAMA_CONFIG)
-
-    def repo_exists(self, repo_id: str) -> bool:
-        return repo_id in hub_state()
-
-    def download(self, model_id: str, sha: str, local_dir: Path, allow: list[str]) -> Path:
-        local_dir.mkdir(parents=True, exist_ok=True)
-        (local_dir / "config.json").write_text(json.dumps(LLAMA_CONFIG))
-        return local_dir
-
-    def find_commit(self, repo_id: str, revision: str, marker: str) -> CommitRecord | None:
-        for commit in hub_state().get(repo_id, {}).get(revision, []):
-            if marker in commit["title"] + "\n" + commit["description"]:
-                return CommitRecord(commit=commit["oid"], url=None)
-        return None
-
-    def create_target(self, repo_id: str, *, private: bool, branch: str | None) -> None:
-        state = hub_state()
-        repo = state.setdefault(repo_id, {"main": []})
-        if branch is not None:
-            repo.setdefault(branch, list(repo["main"]))
-        _save(state)
-
-    def push(
-        self,
-        repo_id: str,
-        folder: Path,
-        *,
-        revision: str,
-        title: str,
-        description: str,
-        replace_all: bool,
-    ) -> CommitRecord:
-        state = hub_state()
-        commits = state[repo_id][revision]
-        oid = f"{len(commits) + 1:040d}"
-        files = sorted(p.name for p in folder.iterdir())
-        commits.append({"oid": oid, "title": title, "description": description, "files": files})
-        _save(state)
-        return CommitRecord(commit=oid, url=f"http://hub.invalid/{repo_id}/commit/{oid}")
+    header = struct.pack(">IIBBBBB", 1, 1, 8, 0, 0, 0, 0)  # 1x1, 8-bit greyscale
+    pixels = zlib.compress(b"\x00\x80")  # filter byte, one grey pixel
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixels) + chunk(b"IEND", b"")
+    )
 
 
 def fake_quantize(
@@ -107,19 +46,23 @@ def fake_quantize(
     """Pretend to quantize ``FAKE_LAYERS`` layers of ``FAKE_LAYER_S`` s each, then evaluate."""
     layers = int(os.environ.get("FAKE_LAYERS", "4"))
     layer_s = float(os.environ.get("FAKE_LAYER_S", "0.05"))
-    for layer in range(1, layers + 1):
+    for layer in range(layers):
         if should_stop():
-            raise Cancelled(f"stopped before layer {layer}")
+            raise Cancelled(f"stopped before decoder layer {layer} of {layers}")
         time.sleep(layer_s)
         progress(
-            ProgressEvent("calibrating", layer, layers, 0.8 * layer / layers, f"layer {layer}")
+            ProgressEvent("calibrating", layer + 1, layers, 0.8 * (layer + 1) / layers, "layer")
         )
     progress(ProgressEvent("evaluating", 1, 1, 0.95, "window 1/1"))
     report = {
-        "baseline": {"perplexity": 20.0},
-        "quantized": {"perplexity": 21.5},
         "preset": run_config.quant.preset,
+        "method": run_config.quant.method.value,
+        "fp_perplexity": 20.0,
+        "quantized_perplexity": 21.5,
+        "recovery": 20.0 / 21.5,
+        "figures": {"perplexity": "perplexity.png"},
     }
+    (output_dir / "perplexity.png").write_bytes(tiny_png())
     (output_dir / "report.json").write_text(json.dumps(report))
     (output_dir / "model.safetensors").write_bytes(b"weights")
     (output_dir / "README.md").write_text("model card")

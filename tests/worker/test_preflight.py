@@ -1,4 +1,8 @@
-"""Pre-flight decisions on a source model's files and config (no Hub needed)."""
+"""Pre-flight decisions on a source model's files and config, with the Hub described in memory.
+
+The checks that depend on what a Hub returns (missing, gated, read-only, existing target, and
+the source files themselves) run against a local Hub in ``test_preflight_hub.py``.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,7 @@ import pytest
 from service.jobs.request import JobRequest
 from service.settings import Settings
 from tests.service.fixtures import make_settings
-from tests.worker.fakes import LLAMA_CONFIG
+from tests.worker.hub_repos import LLAMA_CONFIG
 from worker.errors import JobError
 from worker.hub_gateway import Identity, SourceInfo
 from worker.preflight import job_branch, preflight
@@ -68,19 +72,29 @@ def test_plan_for_supported_model(settings: Settings) -> None:
 
 
 def test_rejections(settings: Settings) -> None:
-    pickles = {"config.json": 1, "pytorch_model.bin": 10}
-    adapter = {"adapter_config.json": 1, "adapter_model.safetensors": 1}
-    bert = {**LLAMA_CONFIG, "architectures": ["BertModel"]}
     remote = {**LLAMA_CONFIG, "auto_map": {"AutoModel": "x.Model"}}
-    assert _code(SourceHub(files=pickles), settings) == "pickle_weights"
-    assert _code(SourceHub(files=adapter, config=None), settings) == "adapter_only"
-    assert _code(SourceHub(config=bert), settings) == "unsupported_architecture"
     assert _code(SourceHub(config=remote), settings) == "trust_remote_code_required"
     assert _code(SourceHub(), settings, quant={"block_size": 128}) == "block_size"
     assert _code(SourceHub(), settings, target_repo="bob/x") == "namespace_forbidden"
-    assert _code(SourceHub(can_write=False), settings) == "token_read_only"
-    existing = frozenset({"alice/tiny-RUQuant-W4A4"})
-    assert _code(SourceHub(existing=existing), settings) == "target_exists"
+    incomplete = {"architectures": ["LlamaForCausalLM"], "hidden_size": 64}
+    assert _code(SourceHub(config=incomplete), settings) == "invalid_config"
+
+
+def test_adapter_weights_are_not_model_weights(settings: Settings) -> None:
+    adapter = {"config.json": 1, "adapter_config.json": 1, "adapter_model.safetensors": 10}
+    assert _code(SourceHub(files=adapter), settings) == "adapter_only"
+
+
+def test_block_size_without_block_transform(settings: Settings) -> None:
+    odd = {**LLAMA_CONFIG, "intermediate_size": 45}
+    assert _code(SourceHub(config=odd), settings) == "block_size"
+    assert _run(SourceHub(config=odd), settings, quant={"method": "rtn"}).target_repo
+
+
+def test_unknown_or_missing_dataset(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, datasets={"chats": tmp_path / "absent.txt"})
+    assert _code(SourceHub(), settings, calibration={"data": "other"}) == "unknown_dataset"
+    assert _code(SourceHub(), settings, evaluation={"data": "chats"}) == "dataset_missing"
 
 
 def test_size_limits(tmp_path: Path) -> None:

@@ -7,11 +7,13 @@ from pathlib import Path
 
 from fastapi.testclient import TestClient
 
+from api.main import create_app
 from service.auth import CreatedKey
 from service.jobs.states import JobState
 from service.jobs.store import JobStore
 from service.settings import Settings
 from tests.api.conftest import auth
+from tests.service.fixtures import make_key, make_settings
 
 BODY = {"model_id": "HuggingFaceTB/SmolLM2-135M", "preset": "W4A4"}
 TOKEN = "hf_tokentokentokentokentoken1234"
@@ -87,6 +89,37 @@ def test_invalid_repo_id_names_field(client: TestClient, key: CreatedKey) -> Non
     response = client.post("/v1/jobs", json={**BODY, "target_repo": "x"}, headers=auth(key))
     assert response.status_code == 422
     assert response.json()["detail"][0]["loc"] == ["body", "target_repo"]
+
+
+def test_unknown_dataset_names_field(client: TestClient, key: CreatedKey, store: JobStore) -> None:
+    body = {**BODY, "evaluation": {"data": "chats"}}
+    response = client.post("/v1/jobs", json=body, headers=auth(key))
+    assert response.status_code == 422
+    detail = response.json()["detail"]
+    assert [error["loc"] for error in detail] == [["body", "evaluation", "data"]]
+    assert "'chats' is not offered" in detail[0]["msg"]
+    assert "wikitext2" in detail[0]["msg"]
+    assert store.list_jobs(key.id)[1] == 0
+
+
+def test_dataset_path_names_field(client: TestClient, key: CreatedKey) -> None:
+    body = {**BODY, "calibration": {"data": "/etc/passwd"}}
+    response = client.post("/v1/jobs", json=body, headers=auth(key))
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"] == ["body", "calibration"]
+    assert "paths are not accepted" in response.json()["detail"][0]["msg"]
+
+
+def test_configured_dataset_accepted(tmp_path: Path, key: CreatedKey) -> None:
+    text = tmp_path / "chats.txt"
+    text.write_text("hello\n")
+    settings = make_settings(tmp_path / "other", datasets={"chats": text})
+    with TestClient(create_app(settings, run_reaper=False)) as other_client:
+        other_key = make_key(other_client.app.state.store)  # type: ignore[attr-defined]
+        body = {**BODY, "calibration": {"data": "chats"}, "evaluation": {"data": "chats"}}
+        response = other_client.post("/v1/jobs", json=body, headers=auth(other_key))
+    assert response.status_code == 202
+    assert response.json()["request"]["calibration"]["data"] == "chats"
 
 
 def test_validation_error_hides_token(client: TestClient, key: CreatedKey) -> None:

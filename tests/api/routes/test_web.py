@@ -71,7 +71,12 @@ def test_report_figure_and_events(client: TestClient, key: CreatedKey, store: Jo
     _login(client, key)
     job_id = client.post("/submit", data=FORM).url.path.rsplit("/", 1)[1]
     store.claim(job_id, worker="test", task_id=None)
-    report = {"baseline": {"perplexity": 20.0}, "quantized": {"perplexity": 21.0}}
+    report = {
+        "preset": "W6A6",
+        "fp_perplexity": 20.0,
+        "quantized_perplexity": 21.0,
+        "recovery": 20.0 / 21.0,
+    }
     store.transition(
         job_id,
         JobState.SUCCEEDED,
@@ -81,6 +86,8 @@ def test_report_figure_and_events(client: TestClient, key: CreatedKey, store: Jo
     )
     page = client.get(f"/jobs/{job_id}").text
     assert "<svg" in page
+    assert "<th>Quantized perplexity</th><td>21</td>" in page
+    assert "<th>Recovery (float / quantized perplexity)</th><td>0.9524</td>" in page
     assert "c0ffee" in page
     with client.stream("GET", f"/jobs/{job_id}/events") as response:
         text = "".join(response.iter_text())
