@@ -4,8 +4,9 @@
     python -m benchmarks.scale --device cuda --dtype bfloat16 --windows 8 16
 
 Weights are random: the transform search and the quantizers do not depend on the weight values
-for timing. Per-layer time is fitted as t(N) = search + N * per_window over the measured window
-counts N, then projected to 128 calibration windows of 2048 tokens and every layer of the model.
+for timing. Per-layer time is fitted as t(N) = fixed + N * per_window over the measured window
+counts N (see ``project``), then projected to 128 calibration windows of 2048 tokens and every
+layer of the model.
 """
 
 from __future__ import annotations
@@ -76,16 +77,23 @@ def measure_layer(name: str, windows: int, *, seq_len: int, device: torch.device
 
 
 def project(measurements: list[dict[str, Any]], calibration_windows: int = 128) -> dict[str, float]:
-    """Fit t(N) = fixed + N * per_window and project one full run of the model."""
+    """Project one full run of the model from per-layer measurements at two window counts.
+
+    The calibration forward passes grow with the window count: their slope between the first and
+    last measurement is the per-window cost. The transform search and the rotation-only check
+    (on one window) do not grow with it: their mean is the fixed cost per layer.
+    """
     first, last = measurements[0], measurements[-1]
-    per_window = (last["seconds"] - first["seconds"]) / (last["windows"] - first["windows"])
-    fixed = max(first["seconds"] - first["windows"] * per_window, 0.0)
+    forward = [m["timings"]["calibration_forward"] for m in (first, last)]
+    per_window = (forward[1] - forward[0]) / (last["windows"] - first["windows"])
+    fixed = sum(m["timings"]["transform_search"] + m["timings"]["invariance_check"] for m in measurements) / len(measurements)
     layers = SHAPES[first["shape"]]["num_hidden_layers"]
+    layer_seconds = fixed + calibration_windows * per_window
     return {
         "per_window_seconds": per_window,
         "fixed_seconds_per_layer": fixed,
-        "projected_layer_seconds": fixed + calibration_windows * per_window,
-        "projected_model_seconds": layers * (fixed + calibration_windows * per_window),
+        "projected_layer_seconds": layer_seconds,
+        "projected_model_seconds": layers * layer_seconds,
         "calibration_windows": calibration_windows,
         "layers": layers,
     }

@@ -51,7 +51,7 @@ _BLOCK_METHODS = (Method.HADAMARD, Method.DUQUANT, Method.RUQUANT)
 
 @dataclass
 class QuantizationResult:
-    """What ``quantize_model`` did: settings in effect, per-layer metrics, timings and memory."""
+    """Outcome of ``quantize_model``: settings in effect, per-layer metrics, timings and memory."""
 
     config: QuantConfig
     block_size: int | None

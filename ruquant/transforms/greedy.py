@@ -35,7 +35,7 @@ def candidate_columns(z: torch.Tensor) -> torch.Tensor:
 
 
 def _max_column(z: torch.Tensor, scratch: torch.Tensor | None = None) -> torch.Tensor:
-    """Return a copy of the column of ``z`` ([B, N]) that holds the largest |entry|.
+    """Return a copy of the column of ``z`` ([B, N]) that contains the largest |entry|.
 
     ``scratch`` (same shape as ``z``) receives |z|, which saves an allocation per call.
     """
