@@ -28,7 +28,7 @@ _DESCRIPTION = """
 Quantize a Hugging Face Hub model with RUQuant (W4A4, W6A6, W8A8, W4A16) on a GPU worker and push
 the result, with an accuracy report, back to the Hub.
 
-Authenticate with `Authorization: Bearer <API key>`. Each key sees and cancels only its own jobs.
+Authenticate with `Authorization: Bearer <API key>`. Each key can read and cancel only its own jobs.
 """
 
 

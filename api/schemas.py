@@ -90,7 +90,7 @@ class ProgressPublic(BaseModel):
 
 
 class ResultPublic(BaseModel):
-    """Where the quantized model was pushed."""
+    """Repository and commit the quantized model was pushed to."""
 
     repo: str
     revision: str | None
@@ -99,7 +99,7 @@ class ResultPublic(BaseModel):
 
 
 class JobErrorPublic(BaseModel):
-    """Why a job failed: a stable ``code`` and a message that says what to do."""
+    """Why a job failed: a stable ``code`` and a message that states the next step."""
 
     code: str
     message: str | None

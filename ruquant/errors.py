@@ -1,4 +1,4 @@
-"""Exceptions raised for bad input and failed checks, each with a message that says what to do."""
+"""Exceptions raised for bad input and failed checks, each with a message that states the next step."""
 
 from __future__ import annotations
 

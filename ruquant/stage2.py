@@ -1,8 +1,8 @@
 """RUQuant stage 2: train the global Householder vectors of one layer.
 
-Only the omega vector of each site is trained (everything else is frozen) to minimise
-MSE(float layer output on float inputs, fake-quantized layer output on quantized inputs), with a
-straight-through estimator for rounding and AdamW (no weight decay), batch size 1.
+Only the omega vector of each site is trained, and everything else is frozen. The loss is
+MSE(float layer output on float inputs, fake-quantized layer output on quantized inputs).
+Rounding uses a straight-through estimator, and the optimizer is AdamW (no weight decay, batch 1).
 """
 
 from __future__ import annotations

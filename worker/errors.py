@@ -6,7 +6,7 @@ __all__ = ["JobError", "TransientError"]
 
 
 class JobError(Exception):
-    """A job failure the client can act on: ``code`` is stable, ``message`` says what to do."""
+    """A job failure the client can act on: ``code`` is stable, ``message`` states the next step."""
 
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)

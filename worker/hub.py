@@ -62,7 +62,7 @@ def map_hub_error(error: Exception, *, repo_id: str, action: str) -> JobError | 
     if isinstance(error, HfHubHTTPError):
         status = error.response.status_code
         if status in TRANSIENT_STATUS:
-            return TransientError(f"Hub answered HTTP {status} while {action} on {repo_id}")
+            return TransientError(f"Hub returned HTTP {status} while {action} on {repo_id}")
         if status in (401, 403):
             return JobError(
                 "hub_forbidden",

@@ -1,6 +1,6 @@
 """Pre-flight checks: everything that can fail a job before download and GPU time.
 
-Each failure is a :class:`JobError` with a stable code and a message that says what to do.
+Each failure is a :class:`JobError` with a stable code and a message that states the next step.
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ class SourceHub(Protocol):
 
 @dataclass(frozen=True)
 class Plan:
-    """What the job will download and where it will push."""
+    """Download source and push target of a job."""
 
     source_sha: str
     size_bytes: int

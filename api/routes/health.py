@@ -32,7 +32,7 @@ def healthz() -> HealthPublic:
     responses={503: {"model": HealthPublic, "description": "A dependency is unreachable."}},
 )
 async def readyz(request: Request, store: StoreDep) -> JSONResponse:
-    """Check that the job store answers a query and the broker accepts a connection."""
+    """Check that the job store runs a query and the broker accepts a connection."""
     checks: dict[str, str] = {}
 
     def check_database() -> None:

@@ -1,6 +1,6 @@
 """Bit packing of integer weight codes into uint8 storage.
 
-A b-bit code occupies the narrowest container that holds it. When b divides 8 (2, 4 and 8
+A b-bit code occupies the narrowest container that fits it. When b divides 8 (2, 4 and 8
 bits), 8 // b codes share one byte. Other widths (3, 5, 6 and 7 bits) take one byte per code.
 Codes are packed along the input dimension of each row: code j of a row sits in byte
 ``j // per_byte`` at bit offset ``(j % per_byte) * b``, so the first code is in the low bits.

@@ -117,7 +117,7 @@ class PackedQuantLinear(nn.Module):
     def weight_codes(self) -> torch.Tensor:
         """Return the unpacked uint8 weight codes ``[out, in]``."""
         if self.weight_packed is None:
-            raise RuntimeError("this layer holds float weights, not codes")
+            raise RuntimeError("this layer contains float weights, not packed codes: call it only on a loaded checkpoint layer")
         return unpack_codes(self.weight_packed, self.w_bits, self.in_features)
 
     def dequantized_weight(self, dtype: torch.dtype) -> torch.Tensor:

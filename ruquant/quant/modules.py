@@ -41,7 +41,7 @@ class ActivationQuantizer(nn.Module):
         input tensor, so the online transform and quantization run once per site, not once per
         consumer. Sharing is on only while ``share_outputs`` is True, which the decoder layer's
         forward hooks (``share_site_inputs``) set for the length of one layer forward pass and
-        then clear with the cache, so no output outlives the pass or sees a changed setting.
+        then clear with the cache, so no output outlives the pass or misses a changed setting.
         """
         if not self.share_outputs:
             return self(transform(x))
@@ -73,7 +73,7 @@ class QuantLinear(nn.Module):
 
     forward(x) = linear(Q_a(T(x)), Q_w(W'), b), where T is the site's online transform, W' the
     weight with the transform's weight side folded in, Q_a the activation quantizer and Q_w the
-    per-output-channel weight quantizer. Until ``finalize`` runs, ``weight`` holds the float W'
+    per-output-channel weight quantizer. Until ``finalize`` runs, ``weight`` contains the float W'
     (without the global Householder while ``omega_folded`` is False, as in stage-2 training),
     and the weight is fake-quantized on each forward when ``quantize_weight`` is True.
     After ``finalize``, ``weight_codes`` (uint8, [out, in]), ``weight_scale`` and

@@ -22,7 +22,7 @@ __all__ = ["Site", "SiteTransform"]
 
 
 class Site(str, Enum):
-    """Where a transform sits in a decoder layer, named after the input it transforms."""
+    """Position of a transform in a decoder layer, named after the input it transforms."""
 
     ATTN_IN = "attn-in"  # consumed by q_proj, k_proj, v_proj
     O_IN = "o-in"  # consumed by o_proj
