@@ -80,13 +80,17 @@ def project(measurements: list[dict[str, Any]], calibration_windows: int = 128) 
     """Project one full run of the model from per-layer measurements at two window counts.
 
     The calibration forward passes grow with the window count: their slope between the first and
-    last measurement is the per-window cost. The transform search and the rotation-only check
-    (on one window) do not grow with it: their mean is the fixed cost per layer.
+    last measurement is the per-window cost, and their intercept (statistics on the position-wise
+    mean, set-up) is fixed. The transform search and the rotation-only check (on one window) do
+    not grow with it: their mean plus that intercept is the fixed cost per layer.
     """
     first, last = measurements[0], measurements[-1]
     forward = [m["timings"]["calibration_forward"] for m in (first, last)]
     per_window = (forward[1] - forward[0]) / (last["windows"] - first["windows"])
-    fixed = sum(m["timings"]["transform_search"] + m["timings"]["invariance_check"] for m in measurements) / len(measurements)
+    intercept = max(forward[0] - per_window * first["windows"], 0.0)
+    fixed = intercept + sum(
+        m["timings"]["transform_search"] + m["timings"]["invariance_check"] for m in measurements
+    ) / len(measurements)
     layers = SHAPES[first["shape"]]["num_hidden_layers"]
     layer_seconds = fixed + calibration_windows * per_window
     return {

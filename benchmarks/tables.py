@@ -7,9 +7,9 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-__all__ = ["summarize", "write_markdown"]
+__all__ = ["METHOD_ORDER", "summarize", "write_markdown"]
 
-_METHOD_ORDER = ["fp", "rtn", "smoothquant", "hadamard", "duquant", "ruquant", "ruquant-stage2"]
+METHOD_ORDER = ["fp", "rtn", "smoothquant", "hadamard", "duquant", "ruquant", "ruquant-stage2"]
 
 
 def summarize(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -41,10 +41,21 @@ def summarize(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "transform_search_seconds": statistics.fmean(r.get("transform_search_seconds", 0.0) for r in group),
                 "stage2_seconds": statistics.fmean(r.get("stage2_seconds", 0.0) for r in group),
                 "peak_memory_mib": max(r["peak_memory_bytes"] for r in group) / 2**20,
+                **_quantize_memory(group),
             }
         )
-    rows.sort(key=lambda r: (r["protocol"], r["bits"] != "float", r["bits"], _METHOD_ORDER.index(r["method"])))
+    rows.sort(key=lambda r: (r["protocol"], r["bits"] != "float", r["bits"], METHOD_ORDER.index(r["method"])))
     return rows
+
+
+def _quantize_memory(group: list[dict[str, Any]]) -> dict[str, float | None]:
+    """Peak RSS growth during quantization and the memory goal (2 x float model + one layer's inputs)."""
+    measured = [r for r in group if r.get("quantize_peak_memory_bytes") and r.get("baseline_memory_bytes")]
+    if not measured:
+        return {"quantize_memory_mib": None, "memory_budget_mib": None}
+    growth = max(r["quantize_peak_memory_bytes"] - r["baseline_memory_bytes"] for r in measured)
+    budget = min(2 * r["model_bytes"] + r["layer_activation_bytes"] for r in measured)
+    return {"quantize_memory_mib": growth / 2**20, "memory_budget_mib": budget / 2**20}
 
 
 def _format(row: dict[str, Any]) -> str:
@@ -52,18 +63,22 @@ def _format(row: dict[str, Any]) -> str:
     spread = f" ± {row['perplexity_std']:.2f}" if row["seeds"] > 1 else ""
     ratio = "" if row["ratio_to_fp"] is None else f"{row['ratio_to_fp']:.3f}"
     cost = "" if not row["cost_ratio"] else f"{row['cost_ratio']:.2f}"
+    memory = ""
+    if row["quantize_memory_mib"] is not None:
+        memory = f"{row['quantize_memory_mib']:.0f} / {row['memory_budget_mib']:.0f}"
     return (
         f"| {row['bits']} | {method} | {row['seeds']} | {row['perplexity']:.2f}{spread} | {ratio} | "
         f"{row['quantize_seconds']:.0f} | {cost} | {row['calibration_forward_seconds']:.0f} | "
-        f"{row['transform_search_seconds']:.0f} | {row['stage2_seconds']:.0f} | {row['peak_memory_mib']:.0f} |"
+        f"{row['transform_search_seconds']:.0f} | {row['stage2_seconds']:.0f} | {row['peak_memory_mib']:.0f} | {memory} |"
     )
 
 
 def write_markdown(records: list[dict[str, Any]], path: Path) -> None:
     """Write the summary table of ``records`` to ``path``."""
     lines = [
-        "| bits | method | seeds | perplexity | ratio to float | quantize s | cost / float fwd | calib fwd s | search s | stage 2 s | peak MiB |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| bits | method | seeds | perplexity | ratio to float | quantize s | cost / float fwd | calib fwd s | search s "
+        "| stage 2 s | peak RSS MiB | quantize growth / goal MiB |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     lines += [_format(row) for row in summarize(records)]
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from ruquant.calibration.capture import SiteRecorder, capture_layer_inputs, run_layer
+from ruquant.calibration.capture import SiteRecorder, capture_layer_inputs, observe_layer, run_layer
 from ruquant.config import FLOAT_BITS, Method, QuantConfig
 from ruquant.errors import NonFiniteError
 from ruquant.models.attention import use_quantized_attention
@@ -40,7 +40,7 @@ from ruquant.stage2 import train_omegas
 from ruquant.transforms.blocks import resolve_block_size
 from ruquant.transforms.search import SiteStatistics, build_site_transform
 from ruquant.transforms.site import Site, SiteTransform
-from ruquant.utils.memory import peak_memory_bytes, reset_peak_memory
+from ruquant.utils.memory import peak_memory_bytes, release_free_memory, reset_peak_memory
 
 __all__ = ["QuantizationResult", "quantize_model", "resolve_model_block_size"]
 
@@ -199,9 +199,11 @@ def quantize_model(
         site_modules = {
             mapping.site_consumers(site)[0]: layer.get_submodule(mapping.site_consumers(site)[0]) for site in Site
         }
+        # The float outputs of this pass are never used (stage 2's targets come from the float
+        # stream), so it only feeds the recorder and keeps no [N, T, C] output buffer.
         with recorder.recording(site_modules):
-            next_fp = run_layer(layer, hidden, layer_kwargs, device)
-        fp_targets = run_layer(layer, fp_hidden, layer_kwargs, device) if fp_hidden is not None else next_fp
+            observe_layer(layer, hidden, layer_kwargs, device)
+        fp_targets = run_layer(layer, fp_hidden, layer_kwargs, device) if fp_hidden is not None else None
         checker.record_reference(layer, layer_kwargs, device, mapping, recorder)
         timings["calibration_forward"] += time.perf_counter() - t0
 
@@ -283,7 +285,7 @@ def quantize_model(
                         "act_error_after": _relative_quant_error(transformed, config.a_bits, config.resolved_a_clip_ratio),
                     }
         t0 = time.perf_counter()
-        hidden = run_layer(layer, hidden, layer_kwargs, device)
+        hidden = run_layer(layer, hidden, layer_kwargs, device, out=hidden)  # in place: one [N, T, C] buffer
         timings["calibration_forward"] += time.perf_counter() - t0
         _check_finite(hidden, index, "quantized output")
         if fp_hidden is not None:
@@ -307,7 +309,8 @@ def quantize_model(
         )
         if callback is not None:
             callback(ProgressEvent("calibrating", index + 1, num_layers, (index + 1) / num_layers, f"layer {index + 1}/{num_layers}"))
-        del recorder, next_fp
+        del recorder, fp_targets
+        release_free_memory()
 
     t0 = time.perf_counter()
     result.invariance = checker.check_logits(model, mapping, device)

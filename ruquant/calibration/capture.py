@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["SiteRecorder", "capture_layer_inputs", "move_to_device", "run_layer"]
+__all__ = ["SiteRecorder", "capture_layer_inputs", "move_to_device", "observe_layer", "run_layer"]
 
 
 class _StopForward(Exception):
@@ -67,17 +67,43 @@ def run_layer(
     device: torch.device,
     *,
     batch_size: int = 1,
+    out: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Run ``layer`` over ``hidden`` ([N, T, C]) in batches; returns outputs on ``hidden``'s device."""
+    """Run ``layer`` over ``hidden`` ([N, T, C]) in batches; returns outputs on ``hidden``'s device.
+
+    ``out`` receives the outputs when given. ``out=hidden`` overwrites the inputs batch by batch,
+    which is safe because each batch is read in full before its outputs are written.
+    """
+    outputs = torch.empty_like(hidden) if out is None else out
+    for start, batch_out in _layer_batches(layer, hidden, layer_kwargs, device, batch_size):
+        outputs[start : start + batch_out.shape[0]] = batch_out.to(outputs.device)
+    return outputs
+
+
+@torch.no_grad()
+def observe_layer(
+    layer: nn.Module,
+    hidden: torch.Tensor,
+    layer_kwargs: dict[str, Any],
+    device: torch.device,
+    *,
+    batch_size: int = 1,
+) -> None:
+    """Run ``layer`` over ``hidden`` ([N, T, C]) for its hooks only; the outputs are dropped."""
+    for _start, _batch_out in _layer_batches(layer, hidden, layer_kwargs, device, batch_size):
+        pass
+
+
+def _layer_batches(
+    layer: nn.Module, hidden: torch.Tensor, layer_kwargs: dict[str, Any], device: torch.device, batch_size: int
+) -> Iterator[tuple[int, torch.Tensor]]:
     kwargs = {k: move_to_device(v, device) for k, v in layer_kwargs.items()}
-    outputs = torch.empty_like(hidden)
     for start in range(0, hidden.shape[0], batch_size):
         batch = hidden[start : start + batch_size].to(device)
-        out = layer(batch, **kwargs)
-        if isinstance(out, tuple):
-            out = out[0]
-        outputs[start : start + batch_size] = out.to(outputs.device)
-    return outputs
+        batch_out = layer(batch, **kwargs)
+        if isinstance(batch_out, tuple):
+            batch_out = batch_out[0]
+        yield start, batch_out
 
 
 class SiteRecorder:

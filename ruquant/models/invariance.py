@@ -44,6 +44,9 @@ def _relative_error(actual: torch.Tensor, expected: torch.Tensor) -> float:
     return float(diff / base)
 
 
+# Tokens per lm_head call in the logits check: [64, vocab] in float64 is 25 MB for a 49k vocabulary.
+_LOGITS_CHUNK = 64
+
 class InvarianceChecker:
     """Runs the reference and rotated streams and raises ``InvarianceError`` past the tolerance."""
 
@@ -132,7 +135,7 @@ class InvarianceChecker:
 
     @torch.no_grad()
     def check_logits(self, model: nn.Module, mapping: ArchitectureMapping, device: torch.device) -> dict[str, Any]:
-        """Compare the final logits of both streams, 256 tokens at a time to bound memory."""
+        """Compare the final logits of both streams, ``_LOGITS_CHUNK`` tokens at a time to bound memory."""
         norm = model.get_submodule(mapping.final_norm)
         head = model.get_submodule(mapping.lm_head)
         norm_device = next(norm.parameters()).device
@@ -140,9 +143,9 @@ class InvarianceChecker:
         base_sq = 0.0
         ref = self.reference.reshape(-1, self.reference.shape[-1])  # [W*T, C]
         rot = self.rotated.reshape(-1, self.rotated.shape[-1])
-        for start in range(0, ref.shape[0], 256):
-            expected = head(norm(ref[start : start + 256].to(norm_device))).to(torch.float64)
-            actual = head(norm(rot[start : start + 256].to(norm_device))).to(torch.float64)
+        for start in range(0, ref.shape[0], _LOGITS_CHUNK):
+            expected = head(norm(ref[start : start + _LOGITS_CHUNK].to(norm_device))).to(torch.float64)
+            actual = head(norm(rot[start : start + _LOGITS_CHUNK].to(norm_device))).to(torch.float64)
             diff_sq += float((actual - expected).pow(2).sum())
             base_sq += float(expected.pow(2).sum())
         error = (diff_sq / max(base_sq, 1e-30)) ** 0.5

@@ -2,24 +2,87 @@
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import re
 import resource
 import sys
+from functools import cache
+from pathlib import Path
 
 import torch
 
-__all__ = ["peak_memory_bytes", "reset_peak_memory"]
+__all__ = ["current_memory_bytes", "peak_memory_bytes", "release_free_memory", "reset_peak_memory"]
+
+_STATUS = Path("/proc/self/status")
+_CLEAR_REFS = Path("/proc/self/clear_refs")
+
+
+def _status_kib(field: str) -> int | None:
+    try:
+        match = re.search(rf"^{field}:\s+(\d+) kB", _STATUS.read_text(), flags=re.MULTILINE)
+    except OSError:
+        return None
+    return int(match.group(1)) if match else None
 
 
 def reset_peak_memory(device: torch.device) -> None:
-    """Reset the CUDA peak counter; the CPU peak (process max RSS) cannot be reset."""
+    """Reset the peak counter: CUDA's allocator peak, or on Linux the process's peak resident set.
+
+    Elsewhere the CPU peak (max RSS since start) cannot be reset and keeps counting from start.
+    """
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
+        return
+    try:
+        _CLEAR_REFS.write_text("5")  # "5" resets VmHWM to the current RSS (Linux >= 4.0)
+    except OSError:
+        pass
 
 
 def peak_memory_bytes(device: torch.device) -> int:
-    """Return the peak bytes allocated on a CUDA device, or the process's peak resident set on CPU."""
+    """Return the peak bytes allocated on a CUDA device, or the process's peak resident set on CPU.
+
+    On Linux the CPU peak is VmHWM, which ``reset_peak_memory`` resets; elsewhere it is the max
+    RSS since the process started.
+    """
     if device.type == "cuda":
         return int(torch.cuda.max_memory_allocated(device))
+    hwm = _status_kib("VmHWM")
+    if hwm is not None:
+        return hwm * 1024
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     # ru_maxrss is in kilobytes on Linux and in bytes on macOS.
     return int(peak if sys.platform == "darwin" else peak * 1024)
+
+
+def current_memory_bytes(device: torch.device) -> int | None:
+    """Return the bytes allocated on a CUDA device now, or the process's resident set (Linux only)."""
+    if device.type == "cuda":
+        return int(torch.cuda.memory_allocated(device))
+    rss = _status_kib("VmRSS")
+    return None if rss is None else rss * 1024
+
+
+@cache
+def _malloc_trim() -> ctypes._CFuncPtr | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return libc.malloc_trim
+    except (OSError, AttributeError):  # not glibc (musl has no malloc_trim)
+        return None
+
+
+def release_free_memory() -> None:
+    """Return the C heap's free pages to the operating system (glibc ``malloc_trim``; no-op elsewhere).
+
+    Tensors below glibc's mmap threshold (which grows up to 32 MiB as large blocks are freed) come
+    from the heap, and the holes they leave between tensors that stay alive (quantized weights)
+    are not returned on free. Trimming once per decoder layer keeps the resident set close to the
+    live tensors.
+    """
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)

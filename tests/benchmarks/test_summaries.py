@@ -1,0 +1,97 @@
+"""The benchmark summaries: averaging over seeds, ratios, site quality and the scale projection."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from benchmarks.quality import plot_quality, site_quality, write_quality_markdown
+from benchmarks.scale import project
+from benchmarks.tables import summarize, write_markdown
+from benchmarks.uniformity import reference_error
+
+
+def _record(method: str, seed: int, perplexity: float, **extra: object) -> dict[str, object]:
+    return {
+        "protocol": "quick-v1",
+        "method": method,
+        "w_bits": 16 if method == "fp" else 4,
+        "a_bits": 16 if method == "fp" else 4,
+        "stage2_epochs": 0,
+        "seed": seed,
+        "perplexity": perplexity,
+        "quantize_seconds": 0.0 if method == "fp" else 300.0,
+        "fp_forward_seconds": 150.0,
+        "peak_memory_bytes": 2**30,
+        **extra,
+    }
+
+
+def test_summary_averages_seeds_and_divides_by_float() -> None:
+    records = [_record("fp", 444, 20.0), _record("ruquant", 444, 30.0), _record("ruquant", 445, 34.0)]
+    rows = {row["method"]: row for row in summarize(records)}
+    assert rows["ruquant"]["seeds"] == 2
+    assert rows["ruquant"]["perplexity"] == pytest.approx(32.0)
+    assert rows["ruquant"]["perplexity_std"] == pytest.approx(math.sqrt(8.0))
+    assert rows["ruquant"]["ratio_to_fp"] == pytest.approx(1.6)
+    assert rows["ruquant"]["cost_ratio"] == pytest.approx(2.0)
+    assert rows["fp"]["ratio_to_fp"] == pytest.approx(1.0)
+
+
+def test_markdown_lists_float_first(tmp_path) -> None:
+    records = [_record("ruquant", 444, 30.0), _record("rtn", 444, 3000.0), _record("fp", 444, 20.0)]
+    path = tmp_path / "table.md"
+    write_markdown(records, path)
+    body = path.read_text().splitlines()[2:]
+    assert [line.split("|")[2].strip() for line in body] == ["fp", "rtn", "ruquant"]
+    assert "30.00" in body[2] and "1.500" in body[2]
+
+
+def test_site_quality_gap_closed(tmp_path) -> None:
+    errors = {"attn-in": {"act_error_before": 0.1, "act_error_after": 0.01}}
+    rows = site_quality([_record("ruquant", 444, 30.0, site_errors=errors)], widths={"attn-in": 576})
+    (row,) = rows
+    floor = reference_error(576, 4, 1.0, kind="uniform")
+    assert row["uniform_floor"] == pytest.approx(floor)
+    assert row["gap_closed"] == pytest.approx((0.1 - 0.01) / (0.1 - floor))
+    assert row["after_over_floor"] == pytest.approx(0.01 / floor)
+    write_quality_markdown(rows, tmp_path / "quality.md")
+    assert "| W4A4 | ruquant | attn-in |" in (tmp_path / "quality.md").read_text()
+    plot_quality(rows, tmp_path / "quality.png")
+    assert (tmp_path / "quality.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_uniform_floor_below_gaussian_reference() -> None:
+    # The Lloyd-Max argument: evenly spread tokens are the best case for a min-max uniform grid.
+    uniform = reference_error(1024, 4, 1.0, kind="uniform")
+    gaussian = reference_error(1024, 4, 0.9, kind="gaussian")
+    assert uniform < gaussian / 2
+    # Step 2/15 of the range [-1, 1]: error (step^2 / 12) over power 1/3.
+    assert uniform == pytest.approx((2 / 15) ** 2 / 12 * 3, rel=0.05)
+
+
+def test_scale_projection_separates_fixed_and_per_window_cost() -> None:
+    def measurement(windows: int) -> dict[str, object]:
+        timings = {"calibration_forward": 5.0 + 10.0 * windows, "transform_search": 30.0, "invariance_check": 20.0}
+        return {"shape": "llama-2-7b", "windows": windows, "timings": timings}
+
+    projection = project([measurement(1), measurement(3)], calibration_windows=128)
+    assert projection["per_window_seconds"] == pytest.approx(10.0)
+    assert projection["fixed_seconds_per_layer"] == pytest.approx(55.0)
+    assert projection["projected_model_seconds"] == pytest.approx(32 * (55.0 + 1280.0))
+    json.dumps(projection)
+
+
+def test_summary_memory_goal_columns() -> None:
+    memory = {
+        "quantize_peak_memory_bytes": 1500 * 2**20,
+        "baseline_memory_bytes": 500 * 2**20,
+        "model_bytes": 400 * 2**20,
+        "layer_activation_bytes": 100 * 2**20,
+    }
+    rows = {row["method"]: row for row in summarize([_record("fp", 444, 20.0), _record("ruquant", 444, 30.0, **memory)])}
+    assert rows["ruquant"]["quantize_memory_mib"] == pytest.approx(1000.0)
+    assert rows["ruquant"]["memory_budget_mib"] == pytest.approx(900.0)
+    assert rows["fp"]["quantize_memory_mib"] is None
