@@ -116,7 +116,7 @@ def plot_quality(rows: list[dict[str, Any]], path: Path) -> None:
 
     bits = sorted({r["bits"] for r in rows})
     sites = [site.value for site in Site]
-    figure, axes = plt.subplots(1, len(bits), figsize=(6.5 * len(bits), 4.5), squeeze=False)
+    figure, axes = plt.subplots(1, len(bits), figsize=(6.5 * len(bits), 5.2), squeeze=False)
     for axis, preset in zip(axes[0], bits, strict=True):
         subset = [r for r in rows if r["bits"] == preset]
         methods = sorted({r["method"] for r in subset}, key=_method_rank)
@@ -137,7 +137,7 @@ def plot_quality(rows: list[dict[str, Any]], path: Path) -> None:
         axis.set_yscale("log")
         axis.set_ylabel("activation error (MSE / signal power)")
         axis.set_title(f"{preset}: per-token activation error by site")
-        axis.legend(fontsize=7)
+        axis.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.08), ncol=4)
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=110)

@@ -23,8 +23,9 @@ def summarize(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for (protocol, method, w_bits, a_bits, epochs), group in groups.items():
         perplexities = [r["perplexity"] for r in group]
         mean = statistics.fmean(perplexities)
-        fp_forward = group[0]["fp_forward_seconds"]
         quantize = statistics.fmean(r["quantize_seconds"] for r in group)
+        # Each record divides by the float forward time of its own machine boot.
+        ratios = [r["quantize_seconds"] / r["fp_forward_seconds"] for r in group if r.get("fp_forward_seconds")]
         rows.append(
             {
                 "protocol": protocol,
@@ -36,7 +37,7 @@ def summarize(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "perplexity_std": statistics.stdev(perplexities) if len(group) > 1 else 0.0,
                 "ratio_to_fp": mean / fp[protocol] if protocol in fp else None,
                 "quantize_seconds": quantize,
-                "cost_ratio": quantize / fp_forward if fp_forward else None,
+                "cost_ratio": statistics.fmean(ratios) if ratios and method != "fp" else None,
                 "calibration_forward_seconds": statistics.fmean(r.get("calibration_forward_seconds", 0.0) for r in group),
                 "transform_search_seconds": statistics.fmean(r.get("transform_search_seconds", 0.0) for r in group),
                 "stage2_seconds": statistics.fmean(r.get("stage2_seconds", 0.0) for r in group),

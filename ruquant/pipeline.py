@@ -40,7 +40,7 @@ from ruquant.stage2 import train_omegas
 from ruquant.transforms.blocks import resolve_block_size
 from ruquant.transforms.search import SiteStatistics, build_site_transform
 from ruquant.transforms.site import Site, SiteTransform
-from ruquant.utils.memory import peak_memory_bytes, release_free_memory, reset_peak_memory
+from ruquant.utils.memory import copy_cpu_parameters, peak_memory_bytes, release_free_memory, reset_peak_memory
 
 __all__ = ["QuantizationResult", "quantize_model", "resolve_model_block_size"]
 
@@ -169,6 +169,7 @@ def quantize_model(
     timings = {"calibration_forward": 0.0, "transform_search": 0.0, "stage2": 0.0, "invariance_check": 0.0}
     reset_peak_memory(device)
     started = time.perf_counter()
+    copy_cpu_parameters(model)
     logger.info(
         "quantizing %d layers: method=%s %s block_size=%s stage2=%s calibration=%s",
         num_layers, config.method.value, config.preset, block_size, config.stage2, tuple(calibration_ids.shape),

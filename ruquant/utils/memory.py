@@ -11,8 +11,15 @@ from functools import cache
 from pathlib import Path
 
 import torch
+from torch import nn
 
-__all__ = ["current_memory_bytes", "peak_memory_bytes", "release_free_memory", "reset_peak_memory"]
+__all__ = [
+    "copy_cpu_parameters",
+    "current_memory_bytes",
+    "peak_memory_bytes",
+    "release_free_memory",
+    "reset_peak_memory",
+]
 
 _STATUS = Path("/proc/self/status")
 _CLEAR_REFS = Path("/proc/self/clear_refs")
@@ -86,3 +93,17 @@ def release_free_memory() -> None:
     trim = _malloc_trim()
     if trim is not None:
         trim(0)
+
+
+@torch.no_grad()
+def copy_cpu_parameters(module: nn.Module) -> None:
+    """Give every CPU parameter and buffer of ``module`` its own memory, in place (tied weights stay tied).
+
+    transformers loads safetensors checkpoints on the CPU as views of a memory-mapped file. Each
+    page read stays resident for as long as any view of the file lives, so the float weights of
+    layers already quantized would keep counting against the resident set. Owned copies are freed
+    as soon as their layer is replaced; the file is unmapped once the last view goes.
+    """
+    for tensor in [*module.parameters(), *module.buffers()]:
+        if tensor.device.type == "cpu":
+            tensor.data = tensor.data.clone()

@@ -38,6 +38,15 @@ def test_summary_averages_seeds_and_divides_by_float() -> None:
     assert rows["ruquant"]["ratio_to_fp"] == pytest.approx(1.6)
     assert rows["ruquant"]["cost_ratio"] == pytest.approx(2.0)
     assert rows["fp"]["ratio_to_fp"] == pytest.approx(1.0)
+    assert rows["fp"]["cost_ratio"] is None
+
+
+def test_cost_ratio_uses_each_record_float_time() -> None:
+    # Two boots of different speed: each quantization time divides by its own float forward time.
+    fast = _record("ruquant", 444, 30.0)
+    slow = {**_record("ruquant", 445, 30.0), "quantize_seconds": 600.0, "fp_forward_seconds": 240.0}
+    (row,) = summarize([fast, slow])
+    assert row["cost_ratio"] == pytest.approx((2.0 + 2.5) / 2)
 
 
 def test_markdown_lists_float_first(tmp_path) -> None:

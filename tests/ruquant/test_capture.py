@@ -32,8 +32,7 @@ def test_run_layer_batches_match_single_windows(tiny_llama) -> None:
     model, hidden, layer_kwargs = _first_layer(tiny_llama)
     layer = model.model.layers[0]
     one = run_layer(layer, hidden, layer_kwargs, torch.device("cpu"), batch_size=1)
-    # The captured keyword arguments come from one window, so batches of 1 are the supported case;
-    # a batch size that does not divide N still covers every window once.
+    # A batch size that does not divide N (2 for 3 windows) still covers every window once.
     two = run_layer(layer, hidden, layer_kwargs, torch.device("cpu"), batch_size=2)
     assert one.shape == hidden.shape
     torch.testing.assert_close(two, one, rtol=1e-5, atol=1e-6)
