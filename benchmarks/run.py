@@ -175,7 +175,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--measure-fp-forward",
         action="store_true",
-        help="time the float forward again even when the results file already holds the float record",
+        help="time the float forward again even when a record from this machine boot already stores it",
     )
     parser.add_argument("--full", action="store_true", help="evaluate all 148 test windows instead of 40")
     parser.add_argument("--results", type=Path, default=None, help="JSON records file (default results/quick-v1.json)")

@@ -55,7 +55,8 @@ def test_markdown_lists_float_first(tmp_path) -> None:
     write_markdown(records, path)
     body = path.read_text().splitlines()[2:]
     assert [line.split("|")[2].strip() for line in body] == ["fp", "rtn", "ruquant"]
-    assert "30.00" in body[2] and "1.500" in body[2]
+    assert "30.00" in body[2]
+    assert "1.500" in body[2]
 
 
 def test_site_quality_gap_closed(tmp_path) -> None:

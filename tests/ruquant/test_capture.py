@@ -31,11 +31,11 @@ def test_run_layer_in_place_matches_new_buffer(tiny_llama) -> None:
 def test_run_layer_batches_match_single_windows(tiny_llama) -> None:
     model, hidden, layer_kwargs = _first_layer(tiny_llama)
     layer = model.model.layers[0]
-    one = run_layer(layer, hidden, layer_kwargs, torch.device("cpu"), batch_size=1)
+    single = run_layer(layer, hidden, layer_kwargs, torch.device("cpu"), batch_size=1)
     # A batch size that does not divide N (2 for 3 windows) still covers every window once.
-    two = run_layer(layer, hidden, layer_kwargs, torch.device("cpu"), batch_size=2)
-    assert one.shape == hidden.shape
-    torch.testing.assert_close(two, one, rtol=1e-5, atol=1e-6)
+    paired = run_layer(layer, hidden, layer_kwargs, torch.device("cpu"), batch_size=2)
+    assert single.shape == hidden.shape
+    torch.testing.assert_close(paired, single, rtol=1e-5, atol=1e-6)
 
 
 def test_observe_layer_feeds_hooks_only(tiny_llama) -> None:
