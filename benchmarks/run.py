@@ -31,11 +31,20 @@ from ruquant.config import PRESETS, Method, QuantConfig
 from ruquant.evaluate import evaluate_perplexity, forward_seconds
 from ruquant.pipeline import quantize_model
 from ruquant.runner import library_versions
-from ruquant.utils.memory import current_memory_bytes, peak_memory_bytes, release_free_memory
+from ruquant.utils.memory import (
+    current_memory_bytes,
+    peak_memory_bytes,
+    peak_phase,
+    release_free_memory,
+)
 
 __all__ = ["main", "run_record"]
 
 logger = logging.getLogger("benchmarks.run")
+
+# The library's presets plus two one-sided ablations that separate the weight error from the
+# activation error of a bit width (W6A16 quantizes only weights, W16A6 only activations).
+BENCH_PRESETS: dict[str, tuple[int, int]] = {**PRESETS, "W6A16": (6, 16), "W16A6": (16, 6)}
 
 METHODS = ["rtn", "smoothquant", "hadamard", "duquant", "ruquant", "ruquant-stage2"]
 RESULTS = Path(__file__).parent / "results"
@@ -105,11 +114,21 @@ def float_record(protocol: Protocol, fp_forward: float) -> dict[str, Any]:
     }
 
 
+def memory_by_phase(marks: list[dict[str, Any]]) -> dict[str, dict[str, int]]:
+    """Per phase name, the largest resident set and peak seen at the end of that phase over layers."""
+    summary: dict[str, dict[str, int]] = {}
+    for mark in marks:
+        entry = summary.setdefault(mark["phase"], {"max_current_bytes": 0, "max_peak_bytes": 0})
+        entry["max_current_bytes"] = max(entry["max_current_bytes"], mark["current_bytes"] or 0)
+        entry["max_peak_bytes"] = max(entry["max_peak_bytes"], mark["peak_bytes"] or 0)
+    return summary
+
+
 def run_record(
     protocol: Protocol, method: str, preset: str, seed: int, stage2_epochs: int, fp_forward: float
 ) -> dict[str, Any]:
     """Quantize and evaluate one grid point; returns its record."""
-    w_bits, a_bits = PRESETS[preset]
+    w_bits, a_bits = BENCH_PRESETS[preset]
     stage2 = method == "ruquant-stage2"
     config = QuantConfig(
         method=Method.RUQUANT if stage2 else Method(method),
@@ -159,6 +178,8 @@ def run_record(
         "baseline_memory_bytes": baseline,
         "model_bytes": model_bytes,
         "layer_activation_bytes": calibration.numel() * model.config.hidden_size * 4,
+        "memory_peak_phase": peak_phase(result.memory_trace),
+        "memory_by_phase": memory_by_phase(result.memory_trace),
         "site_errors": sites,
         "invariance_logits_rel_error": result.invariance.get("logits_rel_error"),
     }
@@ -167,7 +188,7 @@ def run_record(
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.split("\n")[0])
     parser.add_argument("--methods", nargs="+", default=METHODS, choices=METHODS)
-    parser.add_argument("--bits", nargs="+", default=["W4A4", "W6A6", "W8A8"], choices=sorted(PRESETS))
+    parser.add_argument("--bits", nargs="+", default=["W4A4", "W6A6", "W8A8"], choices=sorted(BENCH_PRESETS))
     parser.add_argument(
         "--seeds", nargs="+", type=int, default=[444, 445, 446], help="seeds of the random methods (hadamard, ruquant)"
     )
@@ -220,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
             seeds = args.seeds if method in ("hadamard", "ruquant", "ruquant-stage2") else [args.seeds[0]]
             for seed in seeds:
                 epochs = args.stage2_epochs if method == "ruquant-stage2" else 0
-                w_bits, a_bits = PRESETS[preset]
+                w_bits, a_bits = BENCH_PRESETS[preset]
                 key = (protocol.name, method, w_bits, a_bits, epochs, seed)
                 if key in done:
                     continue

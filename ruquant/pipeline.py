@@ -40,7 +40,13 @@ from ruquant.stage2 import train_omegas
 from ruquant.transforms.blocks import resolve_block_size
 from ruquant.transforms.search import SiteStatistics, build_site_transform
 from ruquant.transforms.site import Site, SiteTransform
-from ruquant.utils.memory import copy_cpu_parameters, peak_memory_bytes, release_free_memory, reset_peak_memory
+from ruquant.utils.memory import (
+    MemoryTrace,
+    copy_cpu_parameters,
+    peak_memory_bytes,
+    release_free_memory,
+    reset_peak_memory,
+)
 
 __all__ = ["QuantizationResult", "quantize_model", "resolve_model_block_size"]
 
@@ -60,6 +66,8 @@ class QuantizationResult:
     timings: dict[str, float] = field(default_factory=dict)
     invariance: dict[str, Any] = field(default_factory=dict)
     peak_memory_bytes: int = 0
+    # Memory after each phase ({"phase", "layer", "current_bytes", "peak_bytes"}), in run order.
+    memory_trace: list[dict[str, Any]] = field(default_factory=list)
     # Site name -> {"raw": [T, C], "transformed": [T, C]} activation samples (CPU, float32) of the
     # layer chosen with ``keep_samples_layer``; left out of ``to_dict``.
     activation_samples: dict[str, dict[str, torch.Tensor]] = field(default_factory=dict)
@@ -74,6 +82,7 @@ class QuantizationResult:
             "timings": self.timings,
             "invariance": self.invariance,
             "peak_memory_bytes": self.peak_memory_bytes,
+            "memory_trace": self.memory_trace,
         }
 
 
@@ -168,10 +177,13 @@ def quantize_model(
     result = QuantizationResult(config=config, block_size=block_size, num_layers=num_layers)
     timings = {"calibration_forward": 0.0, "transform_search": 0.0, "stage2": 0.0, "invariance_check": 0.0}
     reset_peak_memory(device)
+    trace = MemoryTrace(device)
+    trace.mark("start")
     started = time.perf_counter()
     # NOTE: on SmolLM2-135M (32 x 2048 tokens) the peak still grows about 200 MiB beyond twice the
     # float model plus one layer's inputs. Unbounded attention temporaries are the likely rest.
     copy_cpu_parameters(model)
+    trace.mark("parameter copy")
     logger.info(
         "quantizing %d layers: method=%s %s block_size=%s stage2=%s calibration=%s",
         num_layers, config.method.value, config.preset, block_size, config.stage2, tuple(calibration_ids.shape),
@@ -188,6 +200,7 @@ def quantize_model(
     timings["calibration_forward"] += time.perf_counter() - t0
     fp_hidden = hidden.clone() if config.stage2 else None
     checker = InvarianceChecker(hidden[:check_windows].clone(), dtype)
+    trace.mark("input capture")
 
     bar = tqdm(range(num_layers), desc="Quantizing layers", unit="layer", disable=not progress)
     for index in bar:
@@ -209,6 +222,7 @@ def quantize_model(
         fp_targets = run_layer(layer, fp_hidden, layer_kwargs, device) if fp_hidden is not None else None
         checker.record_reference(layer, layer_kwargs, device, mapping, recorder)
         timings["calibration_forward"] += time.perf_counter() - t0
+        trace.mark("statistics pass", index)
 
         # 2. Transform search and weight fold.
         t0 = time.perf_counter()
@@ -238,6 +252,7 @@ def quantize_model(
         attach_attention_quantizer(layer, mapping, config, head_dim, _site_generator(config.seed, index, Site.O_IN))
         share_site_inputs(layer)
         timings["transform_search"] += time.perf_counter() - t0
+        trace.mark("transform search", index)
 
         # 3. Rotation-only check against the float layer.
         t0 = time.perf_counter()
@@ -245,6 +260,7 @@ def quantize_model(
         invariance = checker.check_layer(index, layer, layer_kwargs, device, mapping, transforms)
         set_quantization(layer, True)
         timings["invariance_check"] += time.perf_counter() - t0
+        trace.mark("invariance check", index)
 
         # 4. Stage 2.
         stage2_stats: dict[str, float] | None = None
@@ -261,6 +277,7 @@ def quantize_model(
                 lr=config.stage2_lr,
             )
             timings["stage2"] += time.perf_counter() - t0
+            trace.mark("stage 2", index)
 
         # 5. Quantize the weights and produce the next layer's inputs.
         if config.w_bits != FLOAT_BITS:
@@ -290,6 +307,7 @@ def quantize_model(
         t0 = time.perf_counter()
         hidden = run_layer(layer, hidden, layer_kwargs, device, out=hidden)  # in place: one [N, T, C] buffer
         timings["calibration_forward"] += time.perf_counter() - t0
+        trace.mark("quantized pass", index)
         _check_finite(hidden, index, "quantized output")
         if fp_hidden is not None:
             _check_finite(fp_targets, index, "float output")
@@ -319,9 +337,11 @@ def quantize_model(
     result.invariance = checker.check_logits(model, mapping, device)
     result.invariance["layers_max"] = max(r["invariance_rel_error"]["layer"] for r in result.layers)
     timings["invariance_check"] += time.perf_counter() - t0
+    trace.mark("logits check")
     model.config.use_cache = use_cache
     timings["total"] = time.perf_counter() - started
     result.timings = timings
     result.peak_memory_bytes = peak_memory_bytes(device)
+    result.memory_trace = trace.marks
     logger.info("quantization done in %.1f s: %s", timings["total"], {k: round(v, 1) for k, v in timings.items()})
     return result

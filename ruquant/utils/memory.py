@@ -9,14 +9,17 @@ import resource
 import sys
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
 
 __all__ = [
+    "MemoryTrace",
     "copy_cpu_parameters",
     "current_memory_bytes",
     "peak_memory_bytes",
+    "peak_phase",
     "release_free_memory",
     "reset_peak_memory",
 ]
@@ -107,3 +110,40 @@ def copy_cpu_parameters(module: nn.Module) -> None:
     for tensor in [*module.parameters(), *module.buffers()]:
         if tensor.device.type == "cpu":
             tensor.data = tensor.data.clone()
+
+
+class MemoryTrace:
+    """Memory readings taken after each phase of a run, to tell which phase set the peak.
+
+    Each mark stores the phase name, the layer index (or None), the current memory and the peak
+    since the last ``reset_peak_memory``. The peak only grows, so the phase that set it is the
+    first mark that reached the final peak.
+    """
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.marks: list[dict[str, int | str | None]] = []
+
+    def mark(self, phase: str, layer: int | None = None) -> None:
+        current = current_memory_bytes(self.device)
+        peak = max(peak_memory_bytes(self.device), current or 0)
+        if self.marks:
+            # Linux can report a lower VmHWM than before: pages that malloc_trim hands back with
+            # madvise leave the RSS without updating the recorded high-water mark.
+            peak = max(peak, int(self.marks[-1]["peak_bytes"] or 0))
+        self.marks.append(
+            {
+                "phase": phase,
+                "layer": layer,
+                "current_bytes": current,
+                "peak_bytes": peak,
+            }
+        )
+
+
+def peak_phase(marks: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """Return the first ``MemoryTrace`` mark that reached the final peak (None for no marks)."""
+    if not marks:
+        return None
+    final = marks[-1]["peak_bytes"]
+    return next(m for m in marks if m["peak_bytes"] == final)

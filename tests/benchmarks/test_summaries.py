@@ -8,9 +8,11 @@ import math
 import pytest
 
 from benchmarks.quality import plot_quality, site_quality, write_quality_markdown
+from benchmarks.run import memory_by_phase
 from benchmarks.scale import project
 from benchmarks.tables import summarize, write_markdown
 from benchmarks.uniformity import reference_error
+from ruquant.utils.memory import peak_phase
 
 
 def _record(method: str, seed: int, perplexity: float, **extra: object) -> dict[str, object]:
@@ -105,3 +107,17 @@ def test_summary_memory_goal_columns() -> None:
     assert rows["ruquant"]["quantize_memory_mib"] == pytest.approx(1000.0)
     assert rows["ruquant"]["memory_budget_mib"] == pytest.approx(900.0)
     assert rows["fp"]["quantize_memory_mib"] is None
+
+
+def test_memory_by_phase_keeps_the_largest_reading_per_phase() -> None:
+    marks = [
+        {"phase": "input capture", "layer": None, "current_bytes": 100, "peak_bytes": 120},
+        {"phase": "statistics pass", "layer": 0, "current_bytes": 150, "peak_bytes": 200},
+        {"phase": "statistics pass", "layer": 1, "current_bytes": 140, "peak_bytes": 260},
+        {"phase": "quantized pass", "layer": 1, "current_bytes": 130, "peak_bytes": 260},
+    ]
+    summary = memory_by_phase(marks)
+    assert summary["statistics pass"] == {"max_current_bytes": 150, "max_peak_bytes": 260}
+    assert list(summary) == ["input capture", "statistics pass", "quantized pass"]
+    assert peak_phase(marks) == marks[2]
+    assert peak_phase([]) is None

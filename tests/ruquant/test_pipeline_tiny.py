@@ -33,6 +33,7 @@ from ruquant.pipeline import QuantizationResult, quantize_model
 from ruquant.progress import Cancelled, ProgressEvent
 from ruquant.quant.modules import ActivationQuantizer, QuantLinear
 from ruquant.transforms.site import Site, SiteTransform
+from ruquant.utils.memory import peak_phase
 from tests.ruquant.tiny_models import (
     TINY_SPECS,
     build_tiny_gpt2,
@@ -159,6 +160,23 @@ def test_result_serializes_to_json(quantized: QuantizedRun) -> None:
     summary = json.loads(json.dumps(quantized.result.to_dict()))
     assert summary["num_layers"] == NUM_LAYERS
     assert summary["config"]["w_bits"] == 8
+
+
+def test_memory_trace_covers_every_phase(quantized: QuantizedRun) -> None:
+    marks = quantized.result.memory_trace
+    per_layer = ["statistics pass", "transform search", "invariance check", "quantized pass"]
+    if quantized.result.config.stage2:
+        per_layer.insert(3, "stage 2")
+    expected = [("start", None), ("parameter copy", None), ("input capture", None)]
+    expected += [(phase, index) for index in range(NUM_LAYERS) for phase in per_layer]
+    expected.append(("logits check", None))
+    assert [(m["phase"], m["layer"]) for m in marks] == expected
+    peaks = [m["peak_bytes"] for m in marks]
+    assert peaks == sorted(peaks), "the peak since the reset can only grow"
+    assert all(m["current_bytes"] <= m["peak_bytes"] for m in marks)
+    first_peak = peak_phase(marks)
+    assert first_peak["peak_bytes"] == peaks[-1]
+    assert all(m["peak_bytes"] < peaks[-1] for m in marks[: marks.index(first_peak)])
 
 
 def test_stage2_records_losses(quantized: QuantizedRun) -> None:
