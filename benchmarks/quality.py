@@ -53,6 +53,8 @@ def site_quality(records: list[dict[str, Any]], widths: dict[str, int] = SMOLLM2
     """Return one row per (bits, method, site) with the errors averaged over seeds and the references."""
     groups: dict[tuple[int, int, str, str], list[dict[str, float]]] = defaultdict(list)
     for record in records:
+        if record["w_bits"] != record["a_bits"]:
+            continue  # one-sided ablations: W16A6 repeats W6A6's activation errors, W6A16 has none
         for site, errors in (record.get("site_errors") or {}).items():
             method = record["method"]
             if record.get("stage2_epochs"):
@@ -116,6 +118,9 @@ def plot_quality(rows: list[dict[str, Any]], path: Path) -> None:
 
     bits = sorted({r["bits"] for r in rows})
     sites = [site.value for site in Site]
+    # One colour per method across every panel (tab10 order).
+    labels = ["no transform", *sorted({r["method"] for r in rows}, key=_method_rank)]
+    colours = {label: f"C{index % 10}" for index, label in enumerate(labels)}
     figure, axes = plt.subplots(1, len(bits), figsize=(6.5 * len(bits), 5.2), squeeze=False)
     for axis, preset in zip(axes[0], bits, strict=True):
         subset = [r for r in rows if r["bits"] == preset]
@@ -127,7 +132,7 @@ def plot_quality(rows: list[dict[str, Any]], path: Path) -> None:
                 match = [r for r in subset if r["site"] == site and (label == "no transform" or r["method"] == label)]
                 key = "error_before" if label == "no transform" else "error_after"
                 values.append(statistics.fmean(r[key] for r in match) if match else float("nan"))
-            axis.bar([i + offset * width for i in range(len(sites))], values, width, label=label)
+            axis.bar([i + offset * width for i in range(len(sites))], values, width, label=label, color=colours[label])
         centre = [i + 0.4 - width / 2 for i in range(len(sites))]
         floors = [next((r["uniform_floor"] for r in subset if r["site"] == s), float("nan")) for s in sites]
         gaussians = [next((r["gaussian_reference"] for r in subset if r["site"] == s), float("nan")) for s in sites]

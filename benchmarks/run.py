@@ -115,7 +115,7 @@ def float_record(protocol: Protocol, fp_forward: float) -> dict[str, Any]:
 
 
 def memory_by_phase(marks: list[dict[str, Any]]) -> dict[str, dict[str, int]]:
-    """Per phase name, the largest resident set and peak seen at the end of that phase over layers."""
+    """Return, per phase name, the largest resident set and peak seen at the end of that phase."""
     summary: dict[str, dict[str, int]] = {}
     for mark in marks:
         entry = summary.setdefault(mark["phase"], {"max_current_bytes": 0, "max_peak_bytes": 0})

@@ -31,6 +31,8 @@ def summarize(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "protocol": protocol,
                 "method": method,
                 "bits": "float" if method == "fp" else f"W{w_bits}A{a_bits}",
+                "w_bits": w_bits,
+                "a_bits": a_bits,
                 "stage2_epochs": epochs,
                 "seeds": len(group),
                 "perplexity": mean,
@@ -45,7 +47,17 @@ def summarize(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 **_quantize_memory(group),
             }
         )
-    rows.sort(key=lambda r: (r["protocol"], r["bits"] != "float", r["bits"], METHOD_ORDER.index(r["method"])))
+    # Float first, then the presets (equal widths) by width, then one-sided ablations such as W6A16.
+    rows.sort(
+        key=lambda r: (
+            r["protocol"],
+            r["method"] != "fp",
+            r["w_bits"] != r["a_bits"],
+            min(r["w_bits"], r["a_bits"]),
+            r["w_bits"],
+            METHOD_ORDER.index(r["method"]),
+        )
+    )
     return rows
 
 

@@ -180,8 +180,8 @@ def quantize_model(
     trace = MemoryTrace(device)
     trace.mark("start")
     started = time.perf_counter()
-    # NOTE: on SmolLM2-135M (32 x 2048 tokens) the peak still grows about 200 MiB beyond twice the
-    # float model plus one layer's inputs. Unbounded attention temporaries are the likely rest.
+    # NOTE: on SmolLM2-135M (32 x 2048 tokens) the peak still exceeds twice the float model plus
+    # one layer's inputs. glibc keeps freed per-window temporaries in its heap between trims.
     copy_cpu_parameters(model)
     trace.mark("parameter copy")
     logger.info(

@@ -164,10 +164,10 @@ def _transform_tensors(transform: SiteTransform) -> dict[str, torch.Tensor]:
 def _linear_tensors(linear: QuantLinear) -> dict[str, torch.Tensor]:
     if linear.w_bits == FLOAT_BITS:
         return {}
-    if linear.weight_codes is None or linear.weight_scale is None or linear.weight_zero_point is None:
-        raise ValueError("a QuantLinear without weight codes cannot be saved")
+    if not linear.finalized or linear.weight_scale is None or linear.weight_zero_point is None:
+        raise ValueError("a QuantLinear without weight codes cannot be saved: call finalize() first")
     return {
-        "weight_packed": pack_codes(linear.weight_codes.cpu(), linear.w_bits),
+        "weight_packed": pack_codes(linear.codes().cpu(), linear.w_bits),
         "weight_scale": linear.weight_scale.detach().to("cpu", torch.float32).contiguous(),
         "weight_zero_point": linear.weight_zero_point.detach().to("cpu", torch.float32).contiguous(),
     }

@@ -16,6 +16,9 @@ from ruquant.transforms.site import SiteTransform
 
 __all__ = ["ActivationQuantizer", "QuantLinear"]
 
+# Weight dtypes whose values hold every point of a grid of up to 8 bits exactly.
+_EXACT_GRID_DTYPES = (torch.float32, torch.float64)
+
 
 class ActivationQuantizer(nn.Module):
     """Dynamic per-token asymmetric min-max quantizer over the last dimension.
@@ -148,10 +151,24 @@ class QuantLinear(nn.Module):
         scale, zero_point = asymmetric_qparams(self.weight, self.w_bits, self.w_clip_ratio, dim=-1)
         codes = quantize(self.weight, scale, zero_point, self.w_bits)
         self.weight.data = dequantize(codes, scale, zero_point).to(self.weight.dtype)
-        self.weight_codes = codes.to(torch.uint8)
+        # float32 and float64 represent every grid value exactly, so ``codes()`` recovers the codes
+        # from the weight and no code buffer (a quarter of the weight's size) is kept. Narrower
+        # dtypes round the grid values, so their codes are kept.
+        self.weight_codes = None if self.weight.dtype in _EXACT_GRID_DTYPES else codes.to(torch.uint8)
         self.weight_scale = scale.to(torch.float32)
         self.weight_zero_point = zero_point.to(torch.float32)
         self.finalized = True
+
+    @torch.no_grad()
+    def codes(self) -> torch.Tensor:
+        """Return the integer weight codes ``[out, in]`` (uint8) of a finalized weight."""
+        if not self.finalized or not self.quantize_weight or self.weight_scale is None or self.weight_zero_point is None:
+            raise ValueError("weight codes exist only after finalize() of a quantized weight")
+        if self.weight_codes is not None:
+            return self.weight_codes
+        scale = self.weight_scale.to(self.weight.dtype)
+        zero_point = self.weight_zero_point.to(self.weight.dtype)
+        return quantize(self.weight.detach(), scale, zero_point, self.w_bits).to(torch.uint8)
 
     def extra_repr(self) -> str:
         return (

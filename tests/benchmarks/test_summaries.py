@@ -61,6 +61,13 @@ def test_markdown_lists_float_first(tmp_path) -> None:
     assert "1.500" in body[2]
 
 
+def test_presets_sort_by_width_before_ablations() -> None:
+    widths = [(16, 6), (8, 8), (6, 16), (4, 4), (6, 6)]
+    records = [_record("ruquant", 444, 30.0, w_bits=w, a_bits=a) for w, a in widths]
+    records.append(_record("fp", 444, 20.0))
+    assert [row["bits"] for row in summarize(records)] == ["float", "W4A4", "W6A6", "W8A8", "W6A16", "W16A6"]
+
+
 def test_site_quality_gap_closed(tmp_path) -> None:
     errors = {"attn-in": {"act_error_before": 0.1, "act_error_after": 0.01}}
     rows = site_quality([_record("ruquant", 444, 30.0, site_errors=errors)], widths={"attn-in": 576})
@@ -109,7 +116,7 @@ def test_summary_memory_goal_columns() -> None:
     assert rows["fp"]["quantize_memory_mib"] is None
 
 
-def test_memory_by_phase_keeps_the_largest_reading_per_phase() -> None:
+def test_memory_by_phase_takes_maxima() -> None:
     marks = [
         {"phase": "input capture", "layer": None, "current_bytes": 100, "peak_bytes": 120},
         {"phase": "statistics pass", "layer": 0, "current_bytes": 150, "peak_bytes": 200},

@@ -266,6 +266,28 @@ def test_finalize_bfloat16_keeps_codes(w_bits: int) -> None:
     assert torch.equal(grid.to(torch.bfloat16), layer.weight)
 
 
+@pytest.mark.parametrize("w_bits", [2, 3, 4, 6, 8])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_finalize_wide_dtype_recovers_codes(w_bits: int, dtype: torch.dtype) -> None:
+    # Wide weights keep no code buffer: codes() recomputes them from the grid-valued weight.
+    layer, _, _ = _quant_linear("full", w_bits=w_bits, a_bits=16, dtype=dtype)
+    with torch.no_grad():
+        layer.weight[0, 0] = 40.0  # an outlier row stretches its scale
+    scale, zero_point = asymmetric_qparams(layer.weight.detach(), w_bits, 0.8)
+    original_codes = quantize(layer.weight.detach(), scale, zero_point, w_bits)
+    layer.finalize()
+    assert layer.weight_codes is None
+    codes = layer.codes()
+    assert codes.dtype == torch.uint8
+    assert torch.equal(codes.to(original_codes.dtype), original_codes)
+
+
+def test_codes_before_finalize_raise() -> None:
+    layer, _, _ = _quant_linear("full", w_bits=4, a_bits=4)
+    with pytest.raises(ValueError, match="finalize"):
+        layer.codes()
+
+
 def test_finalize_idempotent() -> None:
     layer, _, _ = _quant_linear("full", w_bits=4, a_bits=4)
     layer.finalize()
