@@ -9,6 +9,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from ruquant.utils.memory import release_free_memory
+
 __all__ = ["SiteRecorder", "capture_layer_inputs", "move_to_device", "observe_layer", "run_layer"]
 
 
@@ -104,6 +106,9 @@ def _layer_batches(
         if isinstance(batch_out, tuple):
             batch_out = batch_out[0]
         yield start, batch_out
+        # The batch's temporaries are free now. Without a trim glibc keeps them in its heap, and
+        # over a layer's windows that retained heap grew the resident set by about 200 MiB.
+        release_free_memory()
 
 
 class SiteRecorder:
