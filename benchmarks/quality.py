@@ -54,7 +54,8 @@ def site_quality(records: list[dict[str, Any]], widths: dict[str, int] = SMOLLM2
     groups: dict[tuple[int, int, str, str], list[dict[str, float]]] = defaultdict(list)
     for record in records:
         if record["w_bits"] != record["a_bits"]:
-            continue  # one-sided ablations: W16A6 repeats W6A6's activation errors, W6A16 has none
+            # One-sided ablations add nothing here: W16A6 repeats W6A6's activation errors and W6A16 has none.
+            continue
         for site, errors in (record.get("site_errors") or {}).items():
             method = record["method"]
             if record.get("stage2_epochs"):

@@ -16,7 +16,7 @@ from ruquant.transforms.site import SiteTransform
 
 __all__ = ["ActivationQuantizer", "QuantLinear"]
 
-# Weight dtypes whose values hold every point of a grid of up to 8 bits exactly.
+# Weight dtypes that represent every point of a grid of up to 8 bits exactly.
 _EXACT_GRID_DTYPES = (torch.float32, torch.float64)
 
 
@@ -163,7 +163,7 @@ class QuantLinear(nn.Module):
     def codes(self) -> torch.Tensor:
         """Return the integer weight codes ``[out, in]`` (uint8) of a finalized weight."""
         if not self.finalized or not self.quantize_weight or self.weight_scale is None or self.weight_zero_point is None:
-            raise ValueError("weight codes exist only after finalize() of a quantized weight")
+            raise ValueError("weight codes are missing: call finalize() on a QuantLinear with quantized weights first")
         if self.weight_codes is not None:
             return self.weight_codes
         scale = self.weight_scale.to(self.weight.dtype)
