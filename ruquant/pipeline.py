@@ -219,7 +219,8 @@ def quantize_model(
         # stream), so it only feeds the recorder and keeps no [N, T, C] output buffer.
         with recorder.recording(site_modules):
             observe_layer(layer, hidden, layer_kwargs, device)
-        fp_targets = run_layer(layer, fp_hidden, layer_kwargs, device) if fp_hidden is not None else None
+        # Stage 2's float targets overwrite the float stream in place: they are the next layer's float inputs.
+        fp_targets = run_layer(layer, fp_hidden, layer_kwargs, device, out=fp_hidden) if fp_hidden is not None else None
         checker.record_reference(layer, layer_kwargs, device, mapping, recorder)
         timings["calibration_forward"] += time.perf_counter() - t0
         trace.mark("statistics pass", index)
@@ -310,9 +311,8 @@ def quantize_model(
         timings["calibration_forward"] += time.perf_counter() - t0
         trace.mark("quantized pass", index)
         _check_finite(hidden, index, "quantized output")
-        if fp_hidden is not None:
+        if fp_targets is not None:
             _check_finite(fp_targets, index, "float output")
-            fp_hidden = fp_targets
 
         layers[index] = layer.to(offload)
         result.layers.append(
