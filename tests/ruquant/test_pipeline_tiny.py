@@ -469,3 +469,33 @@ def test_stage2_recovers_from_nan_step(monkeypatch: pytest.MonkeyPatch) -> None:
     for module in model.modules():
         if isinstance(module, SiteTransform) and module.omega is not None:
             assert bool(torch.isfinite(module.omega).all())
+
+
+def test_stage2_targets_are_the_float_model_layer_outputs(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The float stream is overwritten in place layer by layer; each layer's targets must still be
+    # that layer's output in the unquantized model, not a quantized or stale buffer.
+    model = build_tiny_model("llama-gqa")
+    ids = calibration_ids()
+    expected: list[torch.Tensor] = []
+
+    def keep_output(module: nn.Module, args: Any, output: Any) -> None:
+        expected.append((output[0] if isinstance(output, tuple) else output).detach().clone())
+
+    hooks = [layer.register_forward_hook(keep_output) for layer in model.model.layers]
+    with torch.no_grad():
+        model(ids)
+    for hook in hooks:
+        hook.remove()
+    seen: list[torch.Tensor] = []
+    real_train = ruquant.pipeline.train_omegas
+
+    def train_and_keep_targets(*args: Any, **kwargs: Any) -> dict[str, float]:
+        seen.append(args[3].clone())  # fp_targets [N, T, C]
+        return real_train(*args, **kwargs)
+
+    monkeypatch.setattr(ruquant.pipeline, "train_omegas", train_and_keep_targets)
+    quantize_model(model, ids, _config("ruquant-stage2", w_bits=4, a_bits=4), progress=False)
+    assert len(seen) == len(expected) == NUM_LAYERS
+    for targets, reference in zip(seen, expected, strict=True):
+        assert targets.shape == reference.shape
+        assert _relative_error(targets.to(torch.float64), reference.to(torch.float64)) < INVARIANCE_BOUND
