@@ -67,6 +67,9 @@ def site_quality(records: list[dict[str, Any]], widths: dict[str, int] = SMOLLM2
         after = statistics.fmean(e["act_error_after"] for e in entries)
         uniform, gaussian = _references(widths[site], a_bits)
         gap = before - uniform
+        # Weight errors are in records written from 2026-12-05 07:00 on; older ones leave them out.
+        weight_before = [e["weight_error_before"] for e in entries if "weight_error_before" in e]
+        weight_after = [e["weight_error_after"] for e in entries if "weight_error_after" in e]
         rows.append(
             {
                 "bits": f"W{w_bits}A{a_bits}",
@@ -79,6 +82,8 @@ def site_quality(records: list[dict[str, Any]], widths: dict[str, int] = SMOLLM2
                 "gaussian_reference": gaussian,
                 "after_over_floor": after / uniform,
                 "gap_closed": (before - after) / gap if gap > 0 else 0.0,
+                "weight_error_before": statistics.fmean(weight_before) if weight_before else None,
+                "weight_error_after": statistics.fmean(weight_after) if weight_after else None,
             }
         )
     site_order = [site.value for site in Site]
@@ -94,17 +99,23 @@ def _method_rank(method: str) -> int:
     return METHOD_ORDER.index(base)
 
 
+def _optional(value: float | None) -> str:
+    return "" if value is None else f"{value:.2e}"
+
+
 def write_quality_markdown(rows: list[dict[str, Any]], path: Path) -> None:
     """Write the per-site quality table of ``rows`` to ``path``."""
     lines = [
-        "| bits | method | site | error before | error after | uniform floor | Gaussian ref. | after / floor | gap closed |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| bits | method | site | error before | error after | uniform floor | Gaussian ref. | after / floor | gap closed "
+        "| weight error before | weight error after |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
+        weights = [_optional(row.get(key)) for key in ("weight_error_before", "weight_error_after")]
         lines.append(
             f"| {row['bits']} | {row['method']} | {row['site']} | {row['error_before']:.2e} | {row['error_after']:.2e} | "
             f"{row['uniform_floor']:.2e} | {row['gaussian_reference']:.2e} | {row['after_over_floor']:.2f} | "
-            f"{row['gap_closed']:.1%} |"
+            f"{row['gap_closed']:.1%} | {weights[0]} | {weights[1]} |"
         )
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines) + "\n")

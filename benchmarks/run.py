@@ -156,6 +156,13 @@ def run_record(
             entry = sites.setdefault(site, {"act_error_before": 0.0, "act_error_after": 0.0})
             entry["act_error_before"] += metrics["act_error_before"] / len(result.layers)
             entry["act_error_after"] += metrics["act_error_after"] / len(result.layers)
+        for site, errors in layer["weight_errors"].items():
+            # Relative per-channel RTN error of the site's stacked consumer weights, before and
+            # after the transform is folded in (records from 2026-12-05 07:00 on).
+            entry = sites.setdefault(site, {})
+            for when in ("before", "after"):
+                key = f"weight_error_{when}"
+                entry[key] = entry.get(key, 0.0) + errors[when] / len(result.layers)
     return {
         "protocol": protocol.name,
         "method": method,

@@ -82,6 +82,22 @@ def test_site_quality_gap_closed(tmp_path) -> None:
     assert (tmp_path / "quality.png").read_bytes()[:4] == b"\x89PNG"
 
 
+def test_site_quality_weight_errors_average_the_records_that_have_them(tmp_path) -> None:
+    old = {"attn-in": {"act_error_before": 0.1, "act_error_after": 0.01}}
+    new = {"attn-in": {**old["attn-in"], "weight_error_before": 0.004, "weight_error_after": 0.002}}
+    records = [_record("ruquant", 444, 30.0, site_errors=old), _record("ruquant", 445, 31.0, site_errors=new)]
+    (row,) = site_quality(records, widths={"attn-in": 576})
+    assert row["records"] == 2
+    assert row["weight_error_before"] == pytest.approx(0.004)
+    assert row["weight_error_after"] == pytest.approx(0.002)
+    (without,) = site_quality(records[:1], widths={"attn-in": 576})
+    assert without["weight_error_after"] is None
+    write_quality_markdown([row, without], tmp_path / "quality.md")
+    lines = (tmp_path / "quality.md").read_text().splitlines()
+    assert lines[2].endswith("| 4.00e-03 | 2.00e-03 |")
+    assert lines[3].endswith("|  |  |")
+
+
 def test_uniform_floor_below_gaussian_reference() -> None:
     # The Lloyd-Max argument: evenly spread tokens are the best case for a min-max uniform grid.
     uniform = reference_error(1024, 4, 1.0, kind="uniform")
