@@ -17,6 +17,7 @@ import gc
 import json
 import logging
 import platform
+import subprocess
 import sys
 import time
 from datetime import UTC, datetime
@@ -65,6 +66,22 @@ def _boot_id() -> str | None:
         return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
     except OSError:
         return None
+
+
+def _git_commit() -> str | None:
+    """Return the checked-out commit (with ``-dirty`` when tracked files differ), or None outside git."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True, timeout=10
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", "ruquant", "benchmarks/*.py"],
+            cwd=root, capture_output=True, text=True, check=True, timeout=10,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return f"{commit}-dirty" if dirty else commit
 
 
 def _key(record: dict[str, Any]) -> tuple[Any, ...]:
@@ -224,6 +241,7 @@ def main(argv: list[str] | None = None) -> int:
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": _machine(),
         "boot_id": _boot_id(),
+        "commit": _git_commit(),  # the code that produced the record (records from 2026-12-05 07:40 on)
         "versions": library_versions(),
     }
 

@@ -65,10 +65,14 @@ def _quantize_memory(group: list[dict[str, Any]]) -> dict[str, float | None]:
     """Peak RSS growth during quantization and the memory goal (2 x float model + one layer's inputs)."""
     measured = [r for r in group if r.get("quantize_peak_memory_bytes") and r.get("baseline_memory_bytes")]
     if not measured:
-        return {"quantize_memory_mib": None, "memory_budget_mib": None}
-    growth = max(r["quantize_peak_memory_bytes"] - r["baseline_memory_bytes"] for r in measured)
+        return {"quantize_memory_mib": None, "quantize_memory_min_mib": None, "memory_budget_mib": None}
+    growths = [r["quantize_peak_memory_bytes"] - r["baseline_memory_bytes"] for r in measured]
     budget = min(2 * r["model_bytes"] + r["layer_activation_bytes"] for r in measured)
-    return {"quantize_memory_mib": growth / 2**20, "memory_budget_mib": budget / 2**20}
+    return {
+        "quantize_memory_mib": max(growths) / 2**20,
+        "quantize_memory_min_mib": min(growths) / 2**20,
+        "memory_budget_mib": budget / 2**20,
+    }
 
 
 def _format(row: dict[str, Any]) -> str:
@@ -78,7 +82,9 @@ def _format(row: dict[str, Any]) -> str:
     cost = "" if not row["cost_ratio"] else f"{row['cost_ratio']:.2f}"
     memory = ""
     if row["quantize_memory_mib"] is not None:
-        memory = f"{row['quantize_memory_mib']:.0f} / {row['memory_budget_mib']:.0f}"
+        low, high = round(row["quantize_memory_min_mib"]), round(row["quantize_memory_mib"])
+        # Seeds measured with different code can differ by hundreds of MiB: show the range.
+        memory = f"{high} / {row['memory_budget_mib']:.0f}" if low == high else f"{low}–{high} / {row['memory_budget_mib']:.0f}"
     return (
         f"| {row['bits']} | {method} | {row['seeds']} | {row['perplexity']:.2f}{spread} | {ratio} | "
         f"{row['quantize_seconds']:.0f} | {cost} | {row['calibration_forward_seconds']:.0f} | "

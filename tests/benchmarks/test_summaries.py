@@ -132,6 +132,23 @@ def test_summary_memory_goal_columns() -> None:
     assert rows["fp"]["quantize_memory_mib"] is None
 
 
+def test_summary_memory_column_shows_the_range_over_seeds(tmp_path) -> None:
+    def memory(peak_mib: int) -> dict[str, int]:
+        return {
+            "quantize_peak_memory_bytes": peak_mib * 2**20,
+            "baseline_memory_bytes": 500 * 2**20,
+            "model_bytes": 400 * 2**20,
+            "layer_activation_bytes": 100 * 2**20,
+        }
+
+    records = [_record("fp", 444, 20.0), _record("ruquant", 444, 30.0, **memory(1500))]
+    records.append(_record("ruquant", 445, 31.0, **memory(1300)))
+    write_markdown(records, tmp_path / "table.md")
+    assert "| 800–1000 / 900 |" in (tmp_path / "table.md").read_text()
+    write_markdown(records[:2], tmp_path / "one.md")
+    assert "| 1000 / 900 |" in (tmp_path / "one.md").read_text()
+
+
 def test_memory_by_phase_takes_maxima() -> None:
     marks = [
         {"phase": "input capture", "layer": None, "current_bytes": 100, "peak_bytes": 120},
