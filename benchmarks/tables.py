@@ -83,8 +83,9 @@ def _format(row: dict[str, Any]) -> str:
     memory = ""
     if row["quantize_memory_mib"] is not None:
         low, high = round(row["quantize_memory_min_mib"]), round(row["quantize_memory_mib"])
-        # Seeds measured with different code can differ by hundreds of MiB: show the range.
-        memory = f"{high} / {row['memory_budget_mib']:.0f}" if low == high else f"{low}–{high} / {row['memory_budget_mib']:.0f}"
+        # Seeds measured with different code can differ by hundreds of MiB, so the range is shown.
+        growth = str(high) if low == high else f"{low}–{high}"
+        memory = f"{growth} / {row['memory_budget_mib']:.0f}"
     return (
         f"| {row['bits']} | {method} | {row['seeds']} | {row['perplexity']:.2f}{spread} | {ratio} | "
         f"{row['quantize_seconds']:.0f} | {cost} | {row['calibration_forward_seconds']:.0f} | "

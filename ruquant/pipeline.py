@@ -219,7 +219,7 @@ def quantize_model(
         # stream), so it only feeds the recorder and keeps no [N, T, C] output buffer.
         with recorder.recording(site_modules):
             observe_layer(layer, hidden, layer_kwargs, device)
-        # Stage 2's float targets overwrite the float stream in place: they are the next layer's float inputs.
+        # Stage 2's float targets overwrite the float stream in place because they are the next layer's float inputs.
         fp_targets = run_layer(layer, fp_hidden, layer_kwargs, device, out=fp_hidden) if fp_hidden is not None else None
         checker.record_reference(layer, layer_kwargs, device, mapping, recorder)
         timings["calibration_forward"] += time.perf_counter() - t0

@@ -82,7 +82,7 @@ def test_site_quality_gap_closed(tmp_path) -> None:
     assert (tmp_path / "quality.png").read_bytes()[:4] == b"\x89PNG"
 
 
-def test_site_quality_weight_errors_average_the_records_that_have_them(tmp_path) -> None:
+def test_site_quality_weight_errors_optional(tmp_path) -> None:
     old = {"attn-in": {"act_error_before": 0.1, "act_error_after": 0.01}}
     new = {"attn-in": {**old["attn-in"], "weight_error_before": 0.004, "weight_error_after": 0.002}}
     records = [_record("ruquant", 444, 30.0, site_errors=old), _record("ruquant", 445, 31.0, site_errors=new)]
@@ -132,7 +132,7 @@ def test_summary_memory_goal_columns() -> None:
     assert rows["fp"]["quantize_memory_mib"] is None
 
 
-def test_summary_memory_column_shows_the_range_over_seeds(tmp_path) -> None:
+def test_summary_memory_range_over_seeds(tmp_path) -> None:
     def memory(peak_mib: int) -> dict[str, int]:
         return {
             "quantize_peak_memory_bytes": peak_mib * 2**20,

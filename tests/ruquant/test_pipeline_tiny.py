@@ -471,8 +471,8 @@ def test_stage2_recovers_from_nan_step(monkeypatch: pytest.MonkeyPatch) -> None:
             assert bool(torch.isfinite(module.omega).all())
 
 
-def test_stage2_targets_are_the_float_model_layer_outputs(monkeypatch: pytest.MonkeyPatch) -> None:
-    # The float stream is overwritten in place layer by layer; each layer's targets must still be
+def test_stage2_targets_match_float_layers(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The float stream is overwritten in place layer by layer. Each layer's targets must still be
     # that layer's output in the unquantized model, not a quantized or stale buffer.
     model = build_tiny_model("llama-gqa")
     ids = calibration_ids()
