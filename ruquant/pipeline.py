@@ -295,7 +295,8 @@ def quantize_model(
         if config.a_bits != FLOAT_BITS or index == keep_samples_layer:
             for site in Site:
                 sample = recorder.sample[mapping.site_consumers(site)[0]].to(device)
-                transformed = transforms[site](sample)
+                # The sample was recorded before the smoothing was folded into its producer.
+                transformed = transforms[site].transform_unfolded(sample)
                 if index == keep_samples_layer:
                     result.activation_samples[site.value] = {
                         "raw": sample.detach().to("cpu", torch.float32),

@@ -93,6 +93,18 @@ class SiteTransform(nn.Module):
             y = y / self.smooth_scale.to(device=y.device, dtype=y.dtype)
         return self.rotate(y)
 
+    def transform_unfolded(self, x: torch.Tensor) -> torch.Tensor:
+        """Transform activations ``[..., C]`` recorded before the fold, dividing by the smoothing scale in every case.
+
+        Where the smoothing is folded into the producer, ``forward`` receives activations that are
+        already smoothed and skips the division. Samples recorded before the fold need this method
+        to match what the quantizer receives after it.
+        """
+        y = x.to(self.compute_dtype)
+        if self.smooth_scale is not None:
+            y = y / self.smooth_scale.to(device=y.device, dtype=y.dtype)
+        return self.rotate(y)
+
     def fold_weight(self, weight: torch.Tensor, *, include_omega: bool = True) -> torch.Tensor:
         """Return W' = W diag(s) (chain)^T for ``weight`` ([out, C]) computed in float64."""
         w64 = weight.detach().to(torch.float64)

@@ -499,3 +499,29 @@ def test_stage2_targets_match_float_layers(monkeypatch: pytest.MonkeyPatch) -> N
     for targets, reference in zip(seen, expected, strict=True):
         assert targets.shape == reference.shape
         assert _relative_error(targets.to(torch.float64), reference.to(torch.float64)) < INVARIANCE_BOUND
+
+
+def test_site_error_after_includes_folded_smoothing() -> None:
+    # SmoothQuant folds 1/s into the RMSNorm (attn-in, mlp-in) and into up_proj (down-in). The
+    # samples are recorded before that fold, so the error after the transform must still apply 1/s.
+    model = build_tiny_model("llama-mha")
+    result = quantize_model(model, calibration_ids(), _config("smoothquant", w_bits=4, a_bits=4), progress=False)
+    layer = model.model.layers[0]
+    for site, path in ((Site.ATTN_IN, "self_attn.q_proj"), (Site.MLP_IN, "mlp.gate_proj"), (Site.DOWN_IN, "mlp.down_proj")):
+        transform = layer.get_submodule(path).transform
+        assert transform.smooth_scale is not None
+        assert not transform.smooth_online
+        metrics = result.layers[0]["sites"][site.value]
+        assert metrics["act_error_after"] != pytest.approx(metrics["act_error_before"], rel=1e-3)
+
+
+def test_transform_unfolded_applies_folded_smoothing() -> None:
+    generator = torch.Generator().manual_seed(0)
+    transform = SiteTransform(8)
+    transform.smooth_scale = torch.rand(8, generator=generator) + 0.5
+    transform.m1 = torch.linalg.qr(torch.randn(8, 8, generator=generator))[0]
+    x = torch.randn(3, 8, generator=generator)
+    expected = transform(x / transform.smooth_scale)
+    torch.testing.assert_close(transform.transform_unfolded(x), expected)
+    transform.smooth_online = True
+    torch.testing.assert_close(transform.transform_unfolded(x), transform(x))
