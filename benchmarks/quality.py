@@ -67,7 +67,7 @@ def site_quality(records: list[dict[str, Any]], widths: dict[str, int] = SMOLLM2
         after = statistics.fmean(e["act_error_after"] for e in entries)
         uniform, gaussian = _references(widths[site], a_bits)
         gap = before - uniform
-        # Weight errors are in records written from 2026-12-05 07:00 on; older ones leave them out.
+        # Only records written since 2026-12-05 07:00 contain weight errors.
         weight_before = [e["weight_error_before"] for e in entries if "weight_error_before" in e]
         weight_after = [e["weight_error_after"] for e in entries if "weight_error_after" in e]
         rows.append(

@@ -69,7 +69,10 @@ def _boot_id() -> str | None:
 
 
 def _git_commit() -> str | None:
-    """Return the checked-out commit (with ``-dirty`` when tracked files differ), or None outside git."""
+    """Return the checked-out commit, with ``-dirty`` if library or benchmark files have uncommitted changes.
+
+    Returns None outside a git checkout.
+    """
     root = Path(__file__).resolve().parent.parent
     try:
         commit = subprocess.run(
@@ -175,7 +178,7 @@ def run_record(
             entry["act_error_after"] += metrics["act_error_after"] / len(result.layers)
         for site, errors in layer["weight_errors"].items():
             # Relative per-channel RTN error of the site's stacked consumer weights, before and
-            # after the transform is folded in (records from 2026-12-05 07:00 on).
+            # after the transform is folded in.
             entry = sites.setdefault(site, {})
             for when in ("before", "after"):
                 key = f"weight_error_{when}"
@@ -241,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": _machine(),
         "boot_id": _boot_id(),
-        "commit": _git_commit(),  # the code that produced the record (records from 2026-12-05 07:40 on)
+        "commit": _git_commit(),  # the code that produced the record
         "versions": library_versions(),
     }
 

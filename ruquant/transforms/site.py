@@ -86,24 +86,23 @@ class SiteTransform(nn.Module):
             x = reflect(x, self.omega)
         return x
 
+    def _smooth_and_rotate(self, x: torch.Tensor, *, smooth: bool) -> torch.Tensor:
+        y = x.to(self.compute_dtype)
+        if smooth and self.smooth_scale is not None:
+            y = y / self.smooth_scale.to(device=y.device, dtype=y.dtype)
+        return self.rotate(y)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Transform activations ``[..., C]``; returns them in ``compute_dtype``."""
-        y = x.to(self.compute_dtype)
-        if self.smooth_online and self.smooth_scale is not None:
-            y = y / self.smooth_scale.to(device=y.device, dtype=y.dtype)
-        return self.rotate(y)
+        return self._smooth_and_rotate(x, smooth=self.smooth_online)
 
     def transform_unfolded(self, x: torch.Tensor) -> torch.Tensor:
-        """Transform activations ``[..., C]`` recorded before the fold, dividing by the smoothing scale in every case.
+        """Transform activations ``[..., C]`` recorded before the smoothing was folded into their producer.
 
-        Where the smoothing is folded into the producer, ``forward`` receives activations that are
-        already smoothed and skips the division. Samples recorded before the fold need this method
-        to match what the quantizer receives after it.
+        ``forward`` skips a folded smoothing because its input is already smoothed. This method
+        always divides by the smoothing scale, so it matches what the quantizer receives.
         """
-        y = x.to(self.compute_dtype)
-        if self.smooth_scale is not None:
-            y = y / self.smooth_scale.to(device=y.device, dtype=y.dtype)
-        return self.rotate(y)
+        return self._smooth_and_rotate(x, smooth=True)
 
     def fold_weight(self, weight: torch.Tensor, *, include_omega: bool = True) -> torch.Tensor:
         """Return W' = W diag(s) (chain)^T for ``weight`` ([out, C]) computed in float64."""
