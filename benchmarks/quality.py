@@ -1,6 +1,6 @@
 """Transform quality per site: activation quantization error before and after each method's transform.
 
-    python -m benchmarks.quality                     # reads results/quick-v1.json
+    python -m benchmarks.quality                     # reads results/quick-v1.json and sites-quick-v1.json
 
 Each grid record holds, for every site, the mean per-token activation quantization error
 (MSE / signal power, averaged over tokens of a calibration sample and over layers) of the raw
@@ -12,6 +12,11 @@ errors beside two references of the same width, bit width and clip ratio (``unif
   adds error there);
 - the Gaussian reference: tokens with no outliers but a bell-shaped spread, at the activation clip
   ratio in use.
+
+Where a group of records (bits, method, stage-2 epochs) has records of the current site-error
+version (``benchmarks.run.SITE_ERRORS_VERSION``, from the grid or from ``--sites-only`` runs), only
+those are used. Older records of methods whose smoothing is folded into the preceding module
+measured the error after the transform without that smoothing; their rows are marked "before fix".
 
 "Gap closed" is the share of the distance between the raw error and the uniform floor that the
 transform removes: 0 means no better than no transform, 1 means uniform-like activations.
@@ -28,6 +33,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from benchmarks.run import SITE_ERRORS_VERSION
 from benchmarks.tables import METHOD_ORDER
 from benchmarks.uniformity import reference_error
 from ruquant.config import QuantConfig
@@ -39,6 +45,10 @@ RESULTS = Path(__file__).parent / "results"
 
 # Activation width at each site of SmolLM2-135M (hidden 576, 9 heads of 64, intermediate 1536).
 SMOLLM2_SITE_WIDTHS = {Site.ATTN_IN.value: 576, Site.O_IN.value: 576, Site.MLP_IN.value: 576, Site.DOWN_IN.value: 1536}
+
+# Methods with a smoothing step, which is folded into the preceding module where one exists: their
+# version 1 site errors after the transform are wrong at the folded sites.
+SMOOTHING_METHODS = frozenset({"smoothquant", "duquant", "ruquant", "ruquant-stage2"})
 
 
 @cache
@@ -52,6 +62,7 @@ def _references(width: int, a_bits: int) -> tuple[float, float]:
 def site_quality(records: list[dict[str, Any]], widths: dict[str, int] = SMOLLM2_SITE_WIDTHS) -> list[dict[str, Any]]:
     """Return one row per (bits, method, site) with the errors averaged over seeds and the references."""
     groups: dict[tuple[int, int, str, str], list[dict[str, float]]] = defaultdict(list)
+    versions: dict[tuple[int, int, str, str], list[int]] = defaultdict(list)
     for record in records:
         if record["w_bits"] != record["a_bits"]:
             # One-sided ablations add nothing here: W16A6 repeats W6A6's activation errors and W6A16 has none.
@@ -61,8 +72,13 @@ def site_quality(records: list[dict[str, Any]], widths: dict[str, int] = SMOLLM2
             if record.get("stage2_epochs"):
                 method = f"{method} ({record['stage2_epochs']} ep.)"
             groups[(record["w_bits"], record["a_bits"], method, site)].append(errors)
+            versions[(record["w_bits"], record["a_bits"], method, site)].append(record.get("site_errors_version", 1))
     rows = []
-    for (w_bits, a_bits, method, site), entries in groups.items():
+    for group, all_entries in groups.items():
+        w_bits, a_bits, method, site = group
+        newest = max(versions[group])
+        entries = [e for e, v in zip(all_entries, versions[group], strict=True) if v == newest]
+        current = newest >= SITE_ERRORS_VERSION or method.split(" ")[0] not in SMOOTHING_METHODS
         before = statistics.fmean(e["act_error_before"] for e in entries)
         after = statistics.fmean(e["act_error_after"] for e in entries)
         uniform, gaussian = _references(widths[site], a_bits)
@@ -76,6 +92,7 @@ def site_quality(records: list[dict[str, Any]], widths: dict[str, int] = SMOLLM2
                 "method": method,
                 "site": site,
                 "records": len(entries),
+                "current": current,
                 "error_before": before,
                 "error_after": after,
                 "uniform_floor": uniform,
@@ -107,15 +124,15 @@ def write_quality_markdown(rows: list[dict[str, Any]], path: Path) -> None:
     """Write the per-site quality table of ``rows`` to ``path``."""
     lines = [
         "| bits | method | site | error before | error after | uniform floor | Gaussian ref. | after / floor | gap closed "
-        "| weight error before | weight error after |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| weight error before | weight error after | measured |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         weights = [_optional(row.get(key)) for key in ("weight_error_before", "weight_error_after")]
         lines.append(
             f"| {row['bits']} | {row['method']} | {row['site']} | {row['error_before']:.2e} | {row['error_after']:.2e} | "
             f"{row['uniform_floor']:.2e} | {row['gaussian_reference']:.2e} | {row['after_over_floor']:.2f} | "
-            f"{row['gap_closed']:.1%} | {weights[0]} | {weights[1]} |"
+            f"{row['gap_closed']:.1%} | {weights[0]} | {weights[1]} | {'current' if row['current'] else 'before fix'} |"
         )
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines) + "\n")
@@ -165,10 +182,16 @@ def main(argv: list[str] | None = None) -> int:
     """Summarise the site errors of a results file as a table and a plot."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks.quality", description=__doc__.split("\n")[0])
     parser.add_argument("--results", type=Path, default=RESULTS / "quick-v1.json")
+    parser.add_argument(
+        "--sites", type=Path, default=RESULTS / "sites-quick-v1.json", help="records of --sites-only runs (optional)"
+    )
     parser.add_argument("--markdown", type=Path, default=RESULTS / "quality-quick-v1.md")
     parser.add_argument("--plot", type=Path, default=Path(__file__).parent.parent / "docs" / "figures" / "transform-quality.png")
     args = parser.parse_args(argv)
-    rows = site_quality(json.loads(args.results.read_text()))
+    records = json.loads(args.results.read_text())
+    if args.sites.exists():
+        records += json.loads(args.sites.read_text())
+    rows = site_quality(records)
     write_quality_markdown(rows, args.markdown)
     plot_quality(rows, args.plot)
     return 0

@@ -3,11 +3,16 @@
     python -m benchmarks.run                         # whole grid (hours on a 2-core CPU)
     python -m benchmarks.run --methods rtn ruquant --bits W4A4 --seeds 444
     python -m benchmarks.run --stage2-epochs 2 --methods ruquant-stage2 --bits W4A4
+    python -m benchmarks.run --sites-only --methods duquant ruquant --bits W4A4 --seeds 444
 
 The float forward time that every cost ratio divides by is measured by the first invocation after
 each machine boot and reused by later ones (``--measure-fp-forward`` times it again).
 Records already in the results file (same protocol, method, bits, stage-2 epochs and seed) are
 skipped, so an interrupted grid resumes where it stopped.
+
+``--sites-only`` quantizes without evaluating and without timing the float forward, and writes
+its records to ``results/sites-quick-v1.json``: a cheaper way to measure the per-site errors
+that ``benchmarks.quality`` summarises. Those records carry no perplexity or cost ratio.
 """
 
 from __future__ import annotations
@@ -39,7 +44,7 @@ from ruquant.utils.memory import (
     release_free_memory,
 )
 
-__all__ = ["main", "run_record"]
+__all__ = ["SITE_ERRORS_VERSION", "main", "run_record"]
 
 logger = logging.getLogger("benchmarks.run")
 
@@ -49,6 +54,10 @@ BENCH_PRESETS: dict[str, tuple[int, int]] = {**PRESETS, "W6A16": (6, 16), "W16A6
 
 METHODS = ["rtn", "smoothquant", "hadamard", "duquant", "ruquant", "ruquant-stage2"]
 RESULTS = Path(__file__).parent / "results"
+
+# Version 2 applies the smoothing folded into the preceding module before measuring the error
+# after the transform; version 1 records (no field) applied only the online rotation there.
+SITE_ERRORS_VERSION = 2
 
 
 def _machine() -> dict[str, Any]:
@@ -145,9 +154,18 @@ def memory_by_phase(marks: list[dict[str, Any]]) -> dict[str, dict[str, int]]:
 
 
 def run_record(
-    protocol: Protocol, method: str, preset: str, seed: int, stage2_epochs: int, fp_forward: float
+    protocol: Protocol,
+    method: str,
+    preset: str,
+    seed: int,
+    stage2_epochs: int,
+    fp_forward: float | None,
+    evaluate: bool = True,
 ) -> dict[str, Any]:
-    """Quantize and evaluate one grid point; returns its record."""
+    """Quantize and (unless ``evaluate`` is False) evaluate one grid point; returns its record.
+
+    Without evaluation the perplexity and evaluation fields are None.
+    """
     w_bits, a_bits = BENCH_PRESETS[preset]
     stage2 = method == "ruquant-stage2"
     config = QuantConfig(
@@ -169,7 +187,9 @@ def run_record(
     started = time.perf_counter()
     result = quantize_model(model, calibration, config)
     quantize_seconds = time.perf_counter() - started
-    evaluation = evaluate_perplexity(model, tokenizer, protocol.evaluation, text=protocol.evaluation_text)
+    evaluation = (
+        evaluate_perplexity(model, tokenizer, protocol.evaluation, text=protocol.evaluation_text) if evaluate else None
+    )
     sites: dict[str, dict[str, float]] = {}
     for layer in result.layers:
         for site, metrics in layer["sites"].items():
@@ -190,9 +210,9 @@ def run_record(
         "a_bits": a_bits,
         "stage2_epochs": stage2_epochs if stage2 else 0,
         "seed": seed,
-        "perplexity": evaluation.perplexity,
-        "eval_windows": evaluation.windows,
-        "eval_seconds": evaluation.seconds,
+        "perplexity": evaluation.perplexity if evaluation else None,
+        "eval_windows": evaluation.windows if evaluation else None,
+        "eval_seconds": evaluation.seconds if evaluation else None,
         "quantize_seconds": quantize_seconds,
         "calibration_forward_seconds": result.timings["calibration_forward"],
         "transform_search_seconds": result.timings["transform_search"],
@@ -208,6 +228,7 @@ def run_record(
         "memory_peak_phase": peak_phase(result.memory_trace),
         "memory_by_phase": memory_by_phase(result.memory_trace),
         "site_errors": sites,
+        "site_errors_version": SITE_ERRORS_VERSION,
         "invariance_logits_rel_error": result.invariance.get("logits_rel_error"),
     }
 
@@ -226,6 +247,11 @@ def _parser() -> argparse.ArgumentParser:
         help="time the float forward again even when a record from this machine boot already stores it",
     )
     parser.add_argument("--full", action="store_true", help="evaluate all 148 test windows instead of 40")
+    parser.add_argument(
+        "--sites-only",
+        action="store_true",
+        help="quantize without evaluating, to measure per-site errors (default results/sites-quick-v1.json)",
+    )
     parser.add_argument("--results", type=Path, default=None, help="JSON records file (default results/quick-v1.json)")
     parser.add_argument("--markdown", type=Path, default=None, help="Markdown table (default next to the JSON)")
     return parser
@@ -235,8 +261,11 @@ def main(argv: list[str] | None = None) -> int:
     """Run the selected grid points that are not in the results file yet."""
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    if args.sites_only and args.full:
+        raise SystemExit("--sites-only does not evaluate, so --full has no effect with it")
     protocol = Protocol(full=args.full)
-    results = args.results or RESULTS / f"{protocol.name}.json"
+    default_name = f"sites-{protocol.name}.json" if args.sites_only else f"{protocol.name}.json"
+    results = args.results or RESULTS / default_name
     markdown = args.markdown or results.with_suffix(".md")
     records = _load_records(results)
     done = {_key(r) for r in records}
@@ -247,6 +276,10 @@ def main(argv: list[str] | None = None) -> int:
         "commit": _git_commit(),  # the code that produced the record
         "versions": library_versions(),
     }
+
+    if args.sites_only:
+        _run_grid(args, protocol, records, done, results, meta, fp_forward=None, markdown=None)
+        return 0
 
     fp_key = (protocol.name, "fp", 16, 16, 0, protocol.calibration_seed)
     # Cost ratios divide by a float forward timed on the same machine: the same VM type can run
@@ -263,7 +296,25 @@ def main(argv: list[str] | None = None) -> int:
         records.append({**float_record(protocol, fp_forward), **meta})
         _save_records(results, records)
         done.add(fp_key)
+    _run_grid(args, protocol, records, done, results, meta, fp_forward=fp_forward, markdown=markdown)
+    write_markdown(records, markdown)
+    return 0
 
+
+def _run_grid(
+    args: argparse.Namespace,
+    protocol: Protocol,
+    records: list[dict[str, Any]],
+    done: set[tuple[Any, ...]],
+    results: Path,
+    meta: dict[str, Any],
+    fp_forward: float | None,
+    markdown: Path | None,
+) -> None:
+    """Run every selected grid point missing from ``done``, saving the records after each one.
+
+    ``markdown`` None means a sites-only run: no evaluation and no table.
+    """
     for preset in args.bits:
         for method in args.methods:
             seeds = args.seeds if method in ("hadamard", "ruquant", "ruquant-stage2") else [args.seeds[0]]
@@ -274,12 +325,12 @@ def main(argv: list[str] | None = None) -> int:
                 if key in done:
                     continue
                 logger.info("running %s %s seed %d", method, preset, seed)
-                records.append({**run_record(protocol, method, preset, seed, epochs, fp_forward), **meta})
+                record = run_record(protocol, method, preset, seed, epochs, fp_forward, evaluate=markdown is not None)
+                records.append({**record, **meta})
                 _save_records(results, records)
                 done.add(key)
-                write_markdown(records, markdown)
-    write_markdown(records, markdown)
-    return 0
+                if markdown is not None:
+                    write_markdown(records, markdown)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ import math
 import pytest
 
 from benchmarks.quality import plot_quality, site_quality, write_quality_markdown
-from benchmarks.run import memory_by_phase
+from benchmarks.run import SITE_ERRORS_VERSION, memory_by_phase
 from benchmarks.scale import project
 from benchmarks.tables import summarize, write_markdown
 from benchmarks.uniformity import reference_error
@@ -94,8 +94,31 @@ def test_site_quality_weight_errors_optional(tmp_path) -> None:
     assert without["weight_error_after"] is None
     write_quality_markdown([row, without], tmp_path / "quality.md")
     lines = (tmp_path / "quality.md").read_text().splitlines()
-    assert lines[2].endswith("| 4.00e-03 | 2.00e-03 |")
-    assert lines[3].endswith("|  |  |")
+    assert lines[2].endswith("| 4.00e-03 | 2.00e-03 | before fix |")
+    assert lines[3].endswith("|  |  | before fix |")
+
+
+def test_site_quality_prefers_current_site_errors(tmp_path) -> None:
+    # A version 1 record measured ruquant's error after the transform without its folded smoothing;
+    # a current record of the same group replaces it, whichever file it came from.
+    stale = {"attn-in": {"act_error_before": 0.1, "act_error_after": 0.05}}
+    fixed = {"attn-in": {"act_error_before": 0.1, "act_error_after": 0.01}}
+    records = [
+        _record("ruquant", 444, 30.0, site_errors=stale),
+        _record("ruquant", 445, 31.0, site_errors=stale),
+        _record("ruquant", 444, None, site_errors=fixed, site_errors_version=SITE_ERRORS_VERSION),
+        _record("hadamard", 444, 40.0, site_errors=stale),
+    ]
+    rows = {row["method"]: row for row in site_quality(records, widths={"attn-in": 576})}
+    assert rows["ruquant"]["records"] == 1
+    assert rows["ruquant"]["error_after"] == pytest.approx(0.01)
+    assert rows["ruquant"]["current"]
+    # Hadamard has no smoothing step, so its version 1 errors were right.
+    assert rows["hadamard"]["current"]
+    (stale_row,) = site_quality(records[:1], widths={"attn-in": 576})
+    assert not stale_row["current"]
+    write_quality_markdown(list(rows.values()), tmp_path / "quality.md")
+    assert all(line.endswith("| current |") for line in (tmp_path / "quality.md").read_text().splitlines()[2:])
 
 
 def test_uniform_floor_below_gaussian_reference() -> None:
