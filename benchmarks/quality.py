@@ -15,8 +15,8 @@ errors beside two references of the same width, bit width and clip ratio (``unif
 
 Where a group of records (bits, method, stage-2 epochs) has records of the current site-error
 version (``benchmarks.run.SITE_ERRORS_VERSION``, from the grid or from ``--sites-only`` runs), only
-those are used. Older records of methods whose smoothing is folded into the preceding module
-measured the error after the transform without that smoothing; their rows are marked "before fix".
+those are used. Some methods fold their smoothing into the preceding module. Their older records
+measured the error after the transform without that smoothing, so their rows say "before fix".
 
 "Gap closed" is the share of the distance between the raw error and the uniform floor that the
 transform removes: 0 means no better than no transform, 1 means uniform-like activations.
@@ -46,8 +46,8 @@ RESULTS = Path(__file__).parent / "results"
 # Activation width at each site of SmolLM2-135M (hidden 576, 9 heads of 64, intermediate 1536).
 SMOLLM2_SITE_WIDTHS = {Site.ATTN_IN.value: 576, Site.O_IN.value: 576, Site.MLP_IN.value: 576, Site.DOWN_IN.value: 1536}
 
-# Methods with a smoothing step, which is folded into the preceding module where one exists: their
-# version 1 site errors after the transform are wrong at the folded sites.
+# Methods with a smoothing step. Where it is folded into the preceding module, their version 1
+# errors after the transform miss it.
 SMOOTHING_METHODS = frozenset({"smoothquant", "duquant", "ruquant", "ruquant-stage2"})
 
 

@@ -55,8 +55,8 @@ BENCH_PRESETS: dict[str, tuple[int, int]] = {**PRESETS, "W6A16": (6, 16), "W16A6
 METHODS = ["rtn", "smoothquant", "hadamard", "duquant", "ruquant", "ruquant-stage2"]
 RESULTS = Path(__file__).parent / "results"
 
-# Version 2 applies the smoothing folded into the preceding module before measuring the error
-# after the transform; version 1 records (no field) applied only the online rotation there.
+# Version 2 applies the smoothing folded into the preceding module before it measures the error
+# after the transform. Version 1 records (no field) applied only the online rotation there.
 SITE_ERRORS_VERSION = 2
 
 
@@ -311,9 +311,9 @@ def _run_grid(
     fp_forward: float | None,
     markdown: Path | None,
 ) -> None:
-    """Run every selected grid point missing from ``done``, saving the records after each one.
+    """Run every selected grid point missing from ``done`` and save the records after each one.
 
-    ``markdown`` None means a sites-only run: no evaluation and no table.
+    With ``markdown`` None the runs skip evaluation and no table is written (``--sites-only``).
     """
     for preset in args.bits:
         for method in args.methods:

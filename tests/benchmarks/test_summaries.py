@@ -10,6 +10,7 @@ import pytest
 from benchmarks.quality import plot_quality, site_quality, write_quality_markdown
 from benchmarks.run import SITE_ERRORS_VERSION, memory_by_phase
 from benchmarks.scale import project
+from benchmarks.stage2_memory import write_markdown as write_stage2_memory
 from benchmarks.tables import summarize, write_markdown
 from benchmarks.uniformity import reference_error
 from ruquant.utils.memory import peak_phase
@@ -184,3 +185,17 @@ def test_memory_by_phase_takes_maxima() -> None:
     assert list(summary) == ["input capture", "statistics pass", "quantized pass"]
     assert peak_phase(marks) == marks[2]
     assert peak_phase([]) is None
+
+
+def test_stage2_memory_table_subtracts_matching_allocator(tmp_path) -> None:
+    mib = 2**20
+    rows = [
+        {"allocator": a, "stage2": s, "growth_bytes": g * mib, "peak_phase": "stage 2" if s else "statistics pass",
+         "saved_bytes_per_step": 300 * mib if s else 0.0, "quantize_seconds": 60.0}
+        for a, s, g in [("default", False, 200), ("default", True, 800), ("pinned", False, 150), ("pinned", True, 450)]
+    ]  # fmt: skip
+    write_stage2_memory(rows, tmp_path / "stage2.md")
+    lines = (tmp_path / "stage2.md").read_text().splitlines()[2:]
+    assert lines[0].startswith("| default | no | 200 |  |")
+    assert lines[1].startswith("| default | 1 epoch | 800 | 600 | stage 2 | 300 |")
+    assert lines[3].startswith("| pinned | 1 epoch | 450 | 300 |")
