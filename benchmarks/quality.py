@@ -16,7 +16,8 @@ errors beside two references of the same width, bit width and clip ratio (``unif
 Where a group of records (bits, method, stage-2 epochs) has records of the current site-error
 version (``benchmarks.run.SITE_ERRORS_VERSION``, from the grid or from ``--sites-only`` runs), only
 those are used. Some methods fold their smoothing into the preceding module. Their older records
-measured the error after the transform without that smoothing, so their rows say "before fix".
+measured the error after the transform without that smoothing, so their rows are marked
+"before fix".
 
 "Gap closed" is the share of the distance between the raw error and the uniform floor that the
 transform removes: 0 means no better than no transform, 1 means uniform-like activations.

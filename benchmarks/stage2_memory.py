@@ -1,4 +1,4 @@
-"""Where stage 2's extra memory goes: one SmolLM2 decoder layer under CPU quick protocol v1.
+"""Stage 2's extra memory, measured on one SmolLM2 decoder layer under CPU quick protocol v1.
 
     python -m benchmarks.stage2_memory               # writes results/stage2-memory.json
 
@@ -11,10 +11,15 @@ with and without stage 2, under two settings of glibc's allocator:
 - ``pinned``: ``MALLOC_MMAP_THRESHOLD_=131072`` fixes the threshold, so every tensor above
   128 KiB is mapped on its own and returned to the system when freed.
 
-Each case runs in a fresh process. For each it records the growth of the resident set over the
-process with the one-layer model loaded (the grid's memory column also counts the model), the phase that set the peak, the
-bytes autograd saves for backward in one stage-2 step, and the wall time. The difference between
-the stage 2 and no stage 2 rows is stage 2's own cost.
+Each case runs in a fresh process and records four figures:
+
+- the growth of the resident set over the process with the one-layer model loaded (unlike the
+  grid's memory column, which also counts the model);
+- the phase that set the peak;
+- the bytes autograd saves for backward in one stage-2 step;
+- the wall time of the quantization.
+
+The stage 2 row minus the no-stage-2 row of the same allocator is what stage 2 adds to the peak.
 """
 
 from __future__ import annotations

@@ -100,8 +100,8 @@ def test_site_quality_weight_errors_optional(tmp_path) -> None:
 
 
 def test_site_quality_prefers_current_site_errors(tmp_path) -> None:
-    # A version 1 record measured ruquant's error after the transform without its folded smoothing;
-    # a current record of the same group replaces it, whichever file it came from.
+    # A version 1 record measured ruquant's error after the transform without its folded smoothing.
+    # A current record of the same group replaces it, whichever file it came from.
     stale = {"attn-in": {"act_error_before": 0.1, "act_error_after": 0.05}}
     fixed = {"attn-in": {"act_error_before": 0.1, "act_error_after": 0.01}}
     records = [
