@@ -209,6 +209,8 @@ def run_record(
         "w_bits": w_bits,
         "a_bits": a_bits,
         "stage2_epochs": stage2_epochs if stage2 else 0,
+        # Tokens per MLP pass in stage 2 (0: one pass); records without it ran one pass.
+        "stage2_token_chunk": config.stage2_token_chunk if stage2 else None,
         "seed": seed,
         "perplexity": evaluation.perplexity if evaluation else None,
         "eval_windows": evaluation.windows if evaluation else None,

@@ -1,9 +1,11 @@
 """Stage 2's extra memory, measured on one SmolLM2 decoder layer under CPU quick protocol v1.
 
     python -m benchmarks.stage2_memory               # writes results/stage2-memory.json
+    python -m benchmarks.stage2_memory --allocators default --token-chunks 0 256
 
 Quantizes only the first decoder layer of SmolLM2-135M on the protocol's 32 calibration windows,
-with and without stage 2, under two settings of glibc's allocator:
+without stage 2 and with stage 2 at each ``--token-chunks`` value (tokens per MLP pass; 0 runs
+each window's MLP in one pass), under two settings of glibc's allocator:
 
 - ``default``: glibc raises its mmap threshold each time a large block is freed (up to 32 MiB
   on 64-bit), so later tensors of that size come from the heap, whose freed pages the process
@@ -20,6 +22,8 @@ Each case runs in a fresh process and records four figures:
 - the wall time of the quantization.
 
 The stage 2 row minus the no-stage-2 row of the same allocator is what stage 2 adds to the peak.
+The results file keeps the rows of cases that an invocation does not measure, so a subset can be
+measured again. Each row carries its own date and commit.
 """
 
 from __future__ import annotations
@@ -44,7 +48,7 @@ from ruquant.config import Method, QuantConfig
 from ruquant.pipeline import quantize_model
 from ruquant.utils.memory import current_memory_bytes, peak_phase, release_free_memory
 
-__all__ = ["ALLOCATORS", "main", "measure"]
+__all__ = ["ALLOCATORS", "main", "measure", "merge_rows", "write_markdown"]
 
 logger = logging.getLogger("benchmarks.stage2_memory")
 
@@ -54,7 +58,9 @@ RESULTS = Path(__file__).parent / "results"
 ALLOCATORS: dict[str, dict[str, str]] = {"default": {}, "pinned": {"MALLOC_MMAP_THRESHOLD_": "131072"}}
 
 
-def measure(stage2: bool, w_bits: int, a_bits: int, seed: int, layers: int) -> dict[str, Any]:
+def measure(
+    stage2: bool, w_bits: int, a_bits: int, seed: int, layers: int, token_chunk: int = 0
+) -> dict[str, Any]:
     """Quantize the first ``layers`` decoder layers in this process and return the memory figures."""
     protocol = Protocol()
     cpu = torch.device("cpu")
@@ -70,6 +76,7 @@ def measure(stage2: bool, w_bits: int, a_bits: int, seed: int, layers: int) -> d
         seed=seed,
         stage2=stage2,
         stage2_epochs=1,
+        stage2_token_chunk=token_chunk,
     )
     saved_bytes = 0
 
@@ -90,6 +97,7 @@ def measure(stage2: bool, w_bits: int, a_bits: int, seed: int, layers: int) -> d
     phase = peak_phase(result.memory_trace) or {}
     return {
         "stage2": stage2,
+        "token_chunk": token_chunk if stage2 else None,
         "layers": layers,
         "windows": int(calibration.shape[0]),
         "growth_bytes": result.peak_memory_bytes - baseline,
@@ -101,26 +109,42 @@ def measure(stage2: bool, w_bits: int, a_bits: int, seed: int, layers: int) -> d
 
 
 def _child(args: argparse.Namespace) -> int:
-    figures = measure(args.stage2, args.w_bits, args.a_bits, args.seed, args.layers)
+    figures = measure(args.stage2, args.w_bits, args.a_bits, args.seed, args.layers, args.token_chunk)
     sys.stdout.write(json.dumps(figures) + "\n")
     return 0
 
 
-def _run_case(allocator: str, stage2: bool, args: argparse.Namespace) -> dict[str, Any]:
+def _run_case(allocator: str, token_chunk: int | None, args: argparse.Namespace) -> dict[str, Any]:
+    """Measure one case in a fresh process. A ``token_chunk`` of None means no stage 2."""
     command = [
         sys.executable, "-m", "benchmarks.stage2_memory", "--child",
         "--w-bits", str(args.w_bits), "--a-bits", str(args.a_bits),
         "--seed", str(args.seed), "--layers", str(args.layers),
     ]  # fmt: skip
-    if stage2:
-        command.append("--stage2")
+    if token_chunk is not None:
+        command += ["--stage2", "--token-chunk", str(token_chunk)]
     env = {**os.environ, **ALLOCATORS[allocator]}
-    logger.info("measuring allocator=%s stage2=%s", allocator, stage2)
+    logger.info("measuring allocator=%s token_chunk=%s", allocator, "no stage 2" if token_chunk is None else token_chunk)
     completed = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
     if completed.returncode != 0:
-        raise RuntimeError(f"case allocator={allocator} stage2={stage2} failed:\n{completed.stderr[-4000:]}")
+        raise RuntimeError(
+            f"case allocator={allocator} token_chunk={token_chunk} failed:\n{completed.stderr[-4000:]}"
+        )
     figures = json.loads(completed.stdout.strip().splitlines()[-1])
     return {"allocator": allocator, **figures}
+
+
+def _case(row: dict[str, Any]) -> tuple[str, int | None]:
+    """Return a row's (allocator, token chunk); rows written before chunking ran one pass (0)."""
+    if not row["stage2"]:
+        return row["allocator"], None
+    return row["allocator"], int(row.get("token_chunk") or 0)
+
+
+def _sort_key(row: dict[str, Any]) -> tuple[int, int]:
+    allocator, chunk = _case(row)
+    order = list(ALLOCATORS).index(allocator) if allocator in ALLOCATORS else len(ALLOCATORS)
+    return order, -1 if chunk is None else chunk
 
 
 def write_markdown(rows: list[dict[str, Any]], path: Path) -> None:
@@ -128,42 +152,64 @@ def write_markdown(rows: list[dict[str, Any]], path: Path) -> None:
     base = {row["allocator"]: row["growth_bytes"] for row in rows if not row["stage2"]}
     mib = 2**20
     lines = [
-        "| allocator | stage 2 | peak growth (MiB) | stage 2's share (MiB) | peak phase | saved per step (MiB) "
-        "| quantize time (s) |",
-        "|---|---|---|---|---|---|---|",
+        "| allocator | stage 2 | token chunk | peak growth (MiB) | stage 2's share (MiB) | peak phase "
+        "| saved per step (MiB) | stage 2 time (s) | quantize time (s) | measured |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for row in rows:
+    for row in sorted(rows, key=_sort_key):
+        _, chunk = _case(row)
         share = (row["growth_bytes"] - base[row["allocator"]]) / mib if row["stage2"] and row["allocator"] in base else None
+        chunk_text = ""
+        if chunk is not None:
+            chunk_text = str(chunk) if chunk else "whole window"
         lines.append(
-            f"| {row['allocator']} | {'1 epoch' if row['stage2'] else 'no'} | {row['growth_bytes'] / mib:.0f} | "
-            f"{'' if share is None else f'{share:.0f}'} | {row['peak_phase']} | "
-            f"{row['saved_bytes_per_step'] / mib:.0f} | {row['quantize_seconds']:.0f} |"
+            f"| {row['allocator']} | {'1 epoch' if row['stage2'] else 'no'} | {chunk_text} | "
+            f"{row['growth_bytes'] / mib:.0f} | {'' if share is None else f'{share:.0f}'} | {row['peak_phase']} | "
+            f"{row['saved_bytes_per_step'] / mib:.0f} | {row.get('stage2_seconds', 0.0):.0f} | "
+            f"{row['quantize_seconds']:.0f} | {str(row.get('date', ''))[:16].replace('T', ' ')} |"
         )
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines) + "\n")
 
 
+def merge_rows(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Return ``new`` plus the rows of ``old`` whose case ``new`` did not measure again."""
+    measured = {_case(row) for row in new}
+    return sorted([row for row in old if _case(row) not in measured] + new, key=_sort_key)
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Measure every (allocator, stage 2) case in its own process and write JSON and Markdown."""
+    """Measure each (allocator, stage 2 case) in its own process and write JSON and Markdown."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks.stage2_memory", description=__doc__.split("\n")[0])
     parser.add_argument("--w-bits", type=int, default=4)
     parser.add_argument("--a-bits", type=int, default=4)
     parser.add_argument("--seed", type=int, default=444)
     parser.add_argument("--layers", type=int, default=1, help="decoder layers to quantize (from the first)")
     parser.add_argument("--allocators", nargs="+", default=list(ALLOCATORS), choices=list(ALLOCATORS))
+    parser.add_argument(
+        "--token-chunks",
+        nargs="+",
+        type=int,
+        default=[0, QuantConfig().stage2_token_chunk],
+        help="stage 2 cases: tokens per MLP pass (0: the whole window)",
+    )
     parser.add_argument("--results", type=Path, default=RESULTS / "stage2-memory.json")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--stage2", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--token-chunk", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.layers < 1:
         parser.error("--layers must be at least 1")
+    if any(chunk < 0 for chunk in args.token_chunks):
+        parser.error("--token-chunks must be 0 or positive")
     if args.child:
         return _child(args)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     meta = {"date": datetime.now(UTC).isoformat(timespec="seconds"), "machine": _machine(), "commit": _git_commit()}
-    rows = [
-        {**_run_case(allocator, stage2, args), **meta} for allocator in args.allocators for stage2 in (False, True)
-    ]
+    cases: list[int | None] = [None, *dict.fromkeys(args.token_chunks)]
+    rows = [{**_run_case(allocator, chunk, args), **meta} for allocator in args.allocators for chunk in cases]
+    old = json.loads(args.results.read_text()) if args.results.exists() else []
+    rows = merge_rows(old, rows)
     args.results.parent.mkdir(parents=True, exist_ok=True)
     args.results.write_text(json.dumps(rows, indent=2) + "\n")
     write_markdown(rows, args.results.with_suffix(".md"))

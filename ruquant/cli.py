@@ -89,6 +89,12 @@ def build_parser() -> argparse.ArgumentParser:
     quantize.add_argument("--stage2", action="store_true", help="train the global Householder vectors")
     quantize.add_argument("--stage2-epochs", type=int, default=_DEFAULTS.stage2_epochs)
     quantize.add_argument("--stage2-lr", type=float, default=_DEFAULTS.stage2_lr)
+    quantize.add_argument(
+        "--stage2-token-chunk",
+        type=int,
+        default=_DEFAULTS.stage2_token_chunk,
+        help="tokens per MLP pass in stage 2 (smaller keeps less memory; 0: the whole window)",
+    )
     quantize.add_argument("--block-size", type=_block_size, default="auto", help="power of two, or 'auto'")
     quantize.add_argument("--greedy-steps", type=int, default=_DEFAULTS.greedy_steps, help="K")
     quantize.add_argument("--givens-rounds", type=int, default=_DEFAULTS.givens_rounds, help="lambda")
@@ -133,6 +139,7 @@ def _run_config(args: argparse.Namespace) -> RunConfig:
         stage2=args.stage2,
         stage2_epochs=args.stage2_epochs,
         stage2_lr=args.stage2_lr,
+        stage2_token_chunk=args.stage2_token_chunk,
         seed=args.seed,
     )
     calibration = CalibrationConfig(

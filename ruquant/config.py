@@ -104,6 +104,12 @@ class QuantConfig(BaseModel):
     stage2: bool = Field(False, description="Train the global Householder vectors (RUQuant only).")
     stage2_epochs: int = Field(20, ge=1, le=1000)
     stage2_lr: float = Field(1e-2, gt=0.0, le=1.0)
+    stage2_token_chunk: int = Field(
+        256,
+        ge=0,
+        description="Tokens per MLP forward and backward pass in stage 2, which bounds the memory the "
+        "MLP half of a step keeps for autograd; 0 runs each window's MLP in one pass.",
+    )
     seed: int = Field(444, ge=0, description="Seed of every random draw of the transform search.")
 
     @field_validator("w_bits")

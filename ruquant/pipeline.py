@@ -277,6 +277,8 @@ def quantize_model(
                 device,
                 epochs=config.stage2_epochs,
                 lr=config.stage2_lr,
+                mapping=mapping,
+                token_chunk=config.stage2_token_chunk,
             )
             timings["stage2"] += time.perf_counter() - t0
             trace.mark("stage 2", index)

@@ -3,6 +3,11 @@
 Only the omega vector of each site is trained, and everything else is frozen. The loss is
 MSE(float layer output on float inputs, fake-quantized layer output on quantized inputs).
 Rounding uses a straight-through estimator, and the optimizer is AdamW (no weight decay, batch 1).
+
+The MLP half of a layer works on each token alone, so a step runs attention over the whole
+window once and then the MLP and its backward pass over chunks of tokens. Autograd then keeps the
+MLP's intermediate activations (``[T, intermediate_size]``, the widest of the layer) for one chunk
+at a time, and the gradients equal those of one pass up to float rounding.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from torch import nn
 
 from ruquant.calibration.capture import move_to_device
 from ruquant.models.layer_surgery import quant_linears, set_quantization
+from ruquant.models.mappings import ArchitectureMapping
 from ruquant.transforms.householder import reflect
 from ruquant.transforms.site import SiteTransform
 
@@ -35,6 +41,53 @@ def _unfold_omega(layer: nn.Module) -> None:
             linear.omega_folded = False
 
 
+def _backward_window(
+    layer: nn.Module,
+    x: torch.Tensor,
+    target: torch.Tensor,
+    kwargs: dict[str, Any],
+    mapping: ArchitectureMapping | None,
+    token_chunk: int,
+) -> torch.Tensor:
+    """Back-propagate the MSE loss of one window ``x`` ([1, T, C]) and return the loss (detached).
+
+    Returns a non-finite loss without back-propagating the rest when a chunk's loss is not finite.
+    """
+    tokens = x.shape[1]
+    if mapping is None or token_chunk <= 0 or token_chunk >= tokens:
+        out = layer(x, **kwargs)
+        out = out[0] if isinstance(out, tuple) else out
+        loss = torch.nn.functional.mse_loss(out.float(), target.float())
+        if bool(torch.isfinite(loss)):
+            loss.backward()
+        return loss.detach()
+    attention = layer.get_submodule(mapping.attention)
+    input_norm = layer.get_submodule(mapping.input_norm)
+    post_attention_norm = layer.get_submodule(mapping.post_attention_norm)
+    mlp = layer.get_submodule(mapping.mlp)
+    attn_out = attention(hidden_states=input_norm(x), **kwargs)
+    hidden = x + (attn_out[0] if isinstance(attn_out, tuple) else attn_out)  # [1, T, C]
+    # Cut the graph after attention: the chunks back-propagate into ``hidden_leaf.grad``, and one
+    # final backward carries that gradient through attention.
+    hidden_leaf = hidden.detach().requires_grad_(True)
+    total = torch.zeros((), dtype=torch.float32, device=x.device)
+    numel = target.numel()
+    for start in range(0, tokens, token_chunk):
+        part = hidden_leaf[:, start : start + token_chunk]
+        out = part + mlp(post_attention_norm(part))
+        # Sum over the chunk divided by the window's element count, so the chunks add up to the mean.
+        loss = torch.nn.functional.mse_loss(
+            out.float(), target[:, start : start + token_chunk].float(), reduction="sum"
+        ) / numel
+        if not bool(torch.isfinite(loss)):
+            return loss.detach()
+        loss.backward()
+        total += loss.detach()
+    if hidden.requires_grad and hidden_leaf.grad is not None:  # False when no attention site trains
+        hidden.backward(hidden_leaf.grad)
+    return total
+
+
 def train_omegas(
     layer: nn.Module,
     transforms: list[SiteTransform],
@@ -45,6 +98,8 @@ def train_omegas(
     *,
     epochs: int,
     lr: float,
+    mapping: ArchitectureMapping | None = None,
+    token_chunk: int = 0,
 ) -> dict[str, float]:
     """Train the omegas of ``transforms`` in place.
 
@@ -53,7 +108,8 @@ def train_omegas(
 
     ``quant_inputs`` and ``fp_targets`` are ``[N, T, C]``. Returns the first and last epoch's
     mean loss and the number of skipped steps. A step with a non-finite loss is skipped and the
-    omegas fall back to the last values that gave a finite loss.
+    omegas fall back to the last values that gave a finite loss. With a ``mapping`` and a
+    ``token_chunk`` shorter than the window, the MLP half runs ``token_chunk`` tokens at a time.
     """
     trainable = [t for t in transforms if t.omega is not None]
     stats = {"first_loss": math.nan, "last_loss": math.nan, "skipped_steps": 0.0}
@@ -75,12 +131,9 @@ def train_omegas(
                 target = fp_targets[index : index + 1].to(device)
                 optimizer.zero_grad(set_to_none=True)
                 with torch.enable_grad():
-                    out = layer(x, **kwargs)
-                    out = out[0] if isinstance(out, tuple) else out
-                    loss = torch.nn.functional.mse_loss(out.float(), target.float())
+                    loss = _backward_window(layer, x, target, kwargs, mapping, token_chunk)
                     finite = bool(torch.isfinite(loss))
                     if finite:
-                        loss.backward()
                         finite = all(p.grad is None or bool(torch.isfinite(p.grad).all()) for p in params)
                 if finite:
                     optimizer.step()

@@ -20,6 +20,8 @@ class ArchitectureMapping:
     """Dotted module paths of a decoder-only model class.
 
     Paths inside a decoder layer are relative to that layer; the others to the model root.
+    Every mapped layer is a pre-norm residual block: ``h = x + attention(input_norm(x))`` and
+    ``out = h + mlp(post_attention_norm(h))``, which stage 2 relies on to split its backward pass.
     """
 
     layers: str = "model.layers"
@@ -28,6 +30,7 @@ class ArchitectureMapping:
     lm_head: str = "lm_head"
     rotary_embedding: str = "model.rotary_emb"
     attention: str = "self_attn"
+    mlp: str = "mlp"
     q_proj: str = "self_attn.q_proj"
     k_proj: str = "self_attn.k_proj"
     v_proj: str = "self_attn.v_proj"

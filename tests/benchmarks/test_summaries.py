@@ -10,6 +10,7 @@ import pytest
 from benchmarks.quality import plot_quality, site_quality, write_quality_markdown
 from benchmarks.run import SITE_ERRORS_VERSION, memory_by_phase
 from benchmarks.scale import project
+from benchmarks.stage2_memory import merge_rows
 from benchmarks.stage2_memory import write_markdown as write_stage2_memory
 from benchmarks.tables import summarize, write_markdown
 from benchmarks.uniformity import reference_error
@@ -196,6 +197,26 @@ def test_stage2_memory_table_subtracts_matching_allocator(tmp_path) -> None:
     ]  # fmt: skip
     write_stage2_memory(rows, tmp_path / "stage2.md")
     lines = (tmp_path / "stage2.md").read_text().splitlines()[2:]
-    assert lines[0].startswith("| default | no | 200 |  |")
-    assert lines[1].startswith("| default | 1 epoch | 800 | 600 | stage 2 | 300 |")
-    assert lines[3].startswith("| pinned | 1 epoch | 450 | 300 |")
+    assert lines[0].startswith("| default | no |  | 200 |  |")
+    assert lines[1].startswith("| default | 1 epoch | whole window | 800 | 600 | stage 2 | 300 |")
+    assert lines[3].startswith("| pinned | 1 epoch | whole window | 450 | 300 |")
+
+
+def test_stage2_memory_merge_replaces_only_remeasured_cases() -> None:
+    old = [
+        {"allocator": "default", "stage2": False, "date": "old"},
+        {"allocator": "default", "stage2": True, "date": "old"},  # written before token chunks: one pass
+        {"allocator": "pinned", "stage2": True, "date": "old"},
+    ]
+    new = [
+        {"allocator": "default", "stage2": False, "token_chunk": None, "date": "new"},
+        {"allocator": "default", "stage2": True, "token_chunk": 256, "date": "new"},
+    ]
+    merged = merge_rows(old, new)
+    cases = [(row["allocator"], row["stage2"], row.get("token_chunk"), row["date"]) for row in merged]
+    assert cases == [
+        ("default", False, None, "new"),
+        ("default", True, None, "old"),
+        ("default", True, 256, "new"),
+        ("pinned", True, None, "old"),
+    ]

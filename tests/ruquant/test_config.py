@@ -147,6 +147,7 @@ def test_published_defaults() -> None:
     assert config.stage2 is False
     assert config.stage2_epochs == 20
     assert config.stage2_lr == 1e-2
+    assert config.stage2_token_chunk == 256
     assert config.seed == 444
 
 
@@ -183,6 +184,7 @@ def test_method_by_value() -> None:
         ("duquant_max_steps", 0),
         ("stage2_epochs", 0),
         ("stage2_lr", 0.0),
+        ("stage2_token_chunk", -1),
         ("seed", -1),
         ("smooth_alpha", 1.5),
     ],

@@ -7,6 +7,7 @@ DuQuant steps, 2 stage-2 epochs) to keep the module fast. One test runs the defa
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import re
@@ -28,10 +29,12 @@ from ruquant.errors import (
     UnsupportedArchitectureError,
 )
 from ruquant.models.attention import ATTENTION_IMPLEMENTATION, AttentionQuantizer
-from ruquant.models.mappings import supported_architectures
+from ruquant.models.layer_surgery import set_quantization
+from ruquant.models.mappings import get_mapping, supported_architectures
 from ruquant.pipeline import QuantizationResult, quantize_model
 from ruquant.progress import Cancelled, ProgressEvent
 from ruquant.quant.modules import ActivationQuantizer, QuantLinear
+from ruquant.stage2 import _backward_window, _unfold_omega
 from ruquant.transforms.site import Site, SiteTransform
 from ruquant.utils.memory import peak_phase
 from tests.ruquant.tiny_models import (
@@ -469,6 +472,75 @@ def test_stage2_recovers_from_nan_step(monkeypatch: pytest.MonkeyPatch) -> None:
     for module in model.modules():
         if isinstance(module, SiteTransform) and module.omega is not None:
             assert bool(torch.isfinite(module.omega).all())
+
+
+def _window_gradients(
+    layer: nn.Module, x: torch.Tensor, target: torch.Tensor, kwargs: dict[str, Any], token_chunk: int
+) -> tuple[float, list[torch.Tensor]]:
+    """Set ``layer`` up as stage 2 does and return one window's loss and omega gradients."""
+    transforms = [m for m in layer.modules() if isinstance(m, SiteTransform) and m.omega is not None]
+    _unfold_omega(layer)
+    for transform in transforms:
+        transform.set_omega(transform.omega.to(torch.float32), trainable=True)
+    set_quantization(layer, True, ste=True)
+    with torch.enable_grad():
+        loss = _backward_window(layer, x, target, kwargs, get_mapping("LlamaForCausalLM"), token_chunk)
+    return float(loss), [t.omega.grad.to(torch.float64) for t in transforms]
+
+
+@pytest.mark.parametrize("spec", ["llama-gqa", "qwen2-gqa-bias"])
+@pytest.mark.parametrize("token_chunk", [8, 12])
+def test_stage2_token_chunks_match_one_pass(spec: str, token_chunk: int) -> None:
+    # Splitting the MLP half into token chunks must give one window the same loss and omega
+    # gradients as one pass (32 tokens: 4 chunks of 8, or 12 + 12 + 8). Whole trainings are not
+    # compared: rounding flips from float-level differences make their trajectories drift apart.
+    model = build_tiny_model(spec)
+    quantize_model(model, calibration_ids(), _config("ruquant", w_bits=4, a_bits=4), progress=False)
+    captured: dict[str, Any] = {}
+
+    def keep_inputs(module: nn.Module, args: Any, kwargs: dict[str, Any]) -> None:
+        captured["x"] = (args[0] if args else kwargs["hidden_states"]).detach()
+        captured["kwargs"] = {k: v for k, v in kwargs.items() if k != "hidden_states"}
+
+    layer = model.model.layers[1]
+    hook = layer.register_forward_pre_hook(keep_inputs, with_kwargs=True)
+    with torch.no_grad():
+        model(calibration_ids(windows=1, seed=1), use_cache=False)
+    hook.remove()
+    x = captured["x"]  # [1, 32, C]
+    target = x + 0.1 * torch.randn(x.shape, generator=torch.Generator().manual_seed(0))
+    loss, gradients = _window_gradients(copy.deepcopy(layer), x, target, captured["kwargs"], 0)
+    chunked_loss, chunked_gradients = _window_gradients(copy.deepcopy(layer), x, target, captured["kwargs"], token_chunk)
+    assert chunked_loss == pytest.approx(loss, rel=1e-5)
+    assert len(gradients) == 4  # one omega per site
+    for expected, actual in zip(gradients, chunked_gradients, strict=True):
+        assert float(expected.norm()) > 0.0
+        assert _relative_error(actual, expected) < 1e-4
+
+
+def test_stage2_keeps_one_token_chunk_of_mlp_activations() -> None:
+    # With a 8-token chunk, no tensor saved for backward holds more than 8 tokens of the MLP's
+    # intermediate width; one pass over the 32-token windows saves [1, 32, intermediate] tensors.
+    spec = TINY_SPECS["llama-mha"]
+    largest = {}
+    for chunk in (0, 8):
+        widest = 0
+
+        def pack(tensor: torch.Tensor) -> torch.Tensor:
+            nonlocal widest
+            if tensor.dim() >= 2 and tensor.shape[-1] == spec.intermediate and tensor.shape[-2] != spec.hidden:
+                widest = max(widest, tensor.numel() // spec.intermediate)
+            return tensor
+
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+            quantize_model(
+                build_tiny_model(spec.name),
+                calibration_ids(),
+                _config("ruquant-stage2", stage2_epochs=1, stage2_token_chunk=chunk),
+                progress=False,
+            )
+        largest[chunk] = widest
+    assert largest == {0: 32, 8: 8}
 
 
 def test_stage2_targets_match_float_layers(monkeypatch: pytest.MonkeyPatch) -> None:
