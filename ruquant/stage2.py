@@ -70,21 +70,35 @@ def _backward_window(
     # Cut the graph after attention: the chunks back-propagate into ``hidden_leaf.grad``, and one
     # final backward carries that gradient through attention.
     hidden_leaf = hidden.detach().requires_grad_(True)
+    # The MLP's weights depend on the omegas too: compute them once, let every chunk read a leaf
+    # copy, and carry the leaves' gradients back through the weight graph after the chunks.
+    linears = quant_linears(mlp)
+    weights = [linear.effective_weight(ste=True) for linear in linears]
+    weight_leaves = [weight.detach().requires_grad_(weight.requires_grad) for weight in weights]
     total = torch.zeros((), dtype=torch.float32, device=x.device)
     numel = target.numel()
-    for start in range(0, tokens, token_chunk):
-        part = hidden_leaf[:, start : start + token_chunk]
-        out = part + mlp(post_attention_norm(part))
-        # Sum over the chunk divided by the window's element count, so the chunks add up to the mean.
-        loss = torch.nn.functional.mse_loss(
-            out.float(), target[:, start : start + token_chunk].float(), reduction="sum"
-        ) / numel
-        if not bool(torch.isfinite(loss)):
-            return loss.detach()
-        loss.backward()
-        total += loss.detach()
+    try:
+        for linear, leaf in zip(linears, weight_leaves, strict=True):
+            linear.step_weight = leaf
+        for start in range(0, tokens, token_chunk):
+            part = hidden_leaf[:, start : start + token_chunk]
+            out = part + mlp(post_attention_norm(part))
+            # Sum over the chunk divided by the window's element count, so the chunks add up to the mean.
+            loss = torch.nn.functional.mse_loss(
+                out.float(), target[:, start : start + token_chunk].float(), reduction="sum"
+            ) / numel
+            if not bool(torch.isfinite(loss)):
+                return loss.detach()
+            loss.backward()
+            total += loss.detach()
+    finally:
+        for linear in linears:
+            linear.step_weight = None
+    pending = [(weight, leaf.grad) for weight, leaf in zip(weights, weight_leaves, strict=True) if leaf.grad is not None]
     if hidden.requires_grad and hidden_leaf.grad is not None:  # False when no attention site trains
-        hidden.backward(hidden_leaf.grad)
+        pending.append((hidden, hidden_leaf.grad))
+    if pending:
+        torch.autograd.backward([tensor for tensor, _ in pending], [grad for _, grad in pending])
     return total
 
 

@@ -110,6 +110,8 @@ class QuantLinear(nn.Module):
         self.quantize_weight = w_bits != FLOAT_BITS
         self.omega_folded = True
         self.finalized = False
+        # Set by stage 2 while several token chunks of one step share the weight it computed once.
+        self.step_weight: torch.Tensor | None = None
         self.register_buffer("weight_scale", None)
         self.register_buffer("weight_zero_point", None)
         self.register_buffer("weight_codes", None)
@@ -126,7 +128,7 @@ class QuantLinear(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out_dtype = x.dtype
         y = self.act_quantizer.transform_and_quantize(x, self.transform)
-        weight = self.effective_weight(ste=self.act_quantizer.ste)
+        weight = self.step_weight if self.step_weight is not None else self.effective_weight(ste=self.act_quantizer.ste)
         bias = self.bias
         y = F.linear(y.to(weight.dtype), weight, None if bias is None else bias.to(weight.dtype))
         return y.to(out_dtype)
