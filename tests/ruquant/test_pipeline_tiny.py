@@ -490,10 +490,10 @@ def _window_gradients(
 
 @pytest.mark.parametrize("spec", ["llama-gqa", "qwen2-gqa-bias"])
 @pytest.mark.parametrize("token_chunk", [8, 12])
-def test_stage2_token_chunks_match_one_pass(spec: str, token_chunk: int) -> None:
+def test_stage2_chunks_match_one_pass(spec: str, token_chunk: int) -> None:
     # Splitting the MLP half into token chunks must give one window the same loss and omega
     # gradients as one pass (32 tokens: 4 chunks of 8, or 12 + 12 + 8). Whole trainings are not
-    # compared: rounding flips from float-level differences make their trajectories drift apart.
+    # compared, because rounding flips from float-level differences make them drift apart.
     model = build_tiny_model(spec)
     quantize_model(model, calibration_ids(), _config("ruquant", w_bits=4, a_bits=4), progress=False)
     captured: dict[str, Any] = {}
@@ -518,9 +518,9 @@ def test_stage2_token_chunks_match_one_pass(spec: str, token_chunk: int) -> None
         assert _relative_error(actual, expected) < 1e-4
 
 
-def test_stage2_keeps_one_token_chunk_of_mlp_activations() -> None:
-    # With a 8-token chunk, no tensor saved for backward holds more than 8 tokens of the MLP's
-    # intermediate width; one pass over the 32-token windows saves [1, 32, intermediate] tensors.
+def test_stage2_saves_one_mlp_chunk() -> None:
+    # With an 8-token chunk, no tensor saved for backward contains more than 8 tokens of the MLP's
+    # intermediate width. One pass over the 32-token windows saves [1, 32, intermediate] tensors.
     spec = TINY_SPECS["llama-mha"]
     largest = {}
     for chunk in (0, 8):
