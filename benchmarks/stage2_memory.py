@@ -135,7 +135,7 @@ def _run_case(allocator: str, token_chunk: int | None, args: argparse.Namespace)
 
 
 def _case(row: dict[str, Any]) -> tuple[str, int | None]:
-    """Return a row's (allocator, token chunk); rows written before chunking ran one pass (0)."""
+    """Return a row's (allocator, token chunk). Rows written before chunking ran one pass (0)."""
     if not row["stage2"]:
         return row["allocator"], None
     return row["allocator"], int(row.get("token_chunk") or 0)

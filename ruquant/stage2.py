@@ -61,6 +61,8 @@ def _backward_window(
         if bool(torch.isfinite(loss)):
             loss.backward()
         return loss.detach()
+    # NOTE: calling the submodules skips the layer's forward hooks, so q/k/v (and gate/up) each
+    # transform and quantize their shared input instead of reusing one result, which costs time.
     attention = layer.get_submodule(mapping.attention)
     input_norm = layer.get_submodule(mapping.input_norm)
     post_attention_norm = layer.get_submodule(mapping.post_attention_norm)
