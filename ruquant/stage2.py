@@ -20,10 +20,11 @@ import torch
 from torch import nn
 
 from ruquant.calibration.capture import move_to_device
-from ruquant.models.layer_surgery import quant_linears, set_quantization
+from ruquant.models.layer_surgery import quant_linears, set_quantization, sharing_site_inputs
 from ruquant.models.mappings import ArchitectureMapping
 from ruquant.transforms.householder import reflect
 from ruquant.transforms.site import SiteTransform
+from ruquant.utils.memory import release_free_memory
 
 __all__ = ["train_omegas"]
 
@@ -61,13 +62,14 @@ def _backward_window(
         if bool(torch.isfinite(loss)):
             loss.backward()
         return loss.detach()
-    # NOTE: calling the submodules skips the layer's forward hooks, so q/k/v (and gate/up) each
-    # transform and quantize their shared input instead of reusing one result, which costs time.
+    # Calling the submodules skips the layer's forward hooks, so ``sharing_site_inputs`` lets
+    # q/k/v (and gate/up) reuse one transformed, quantized input, as a whole-layer pass does.
     attention = layer.get_submodule(mapping.attention)
     input_norm = layer.get_submodule(mapping.input_norm)
     post_attention_norm = layer.get_submodule(mapping.post_attention_norm)
     mlp = layer.get_submodule(mapping.mlp)
-    attn_out = attention(hidden_states=input_norm(x), **kwargs)
+    with sharing_site_inputs(attention):
+        attn_out = attention(hidden_states=input_norm(x), **kwargs)
     hidden = x + (attn_out[0] if isinstance(attn_out, tuple) else attn_out)  # [1, T, C]
     # Cut the graph after attention: the chunks back-propagate into ``hidden_leaf.grad``, and one
     # final backward carries that gradient through attention.
@@ -84,7 +86,8 @@ def _backward_window(
             linear.step_weight = leaf
         for start in range(0, tokens, token_chunk):
             part = hidden_leaf[:, start : start + token_chunk]
-            out = part + mlp(post_attention_norm(part))
+            with sharing_site_inputs(mlp):
+                out = part + mlp(post_attention_norm(part))
             # Sum over the chunk divided by the window's element count, so the chunks add up to the mean.
             loss = torch.nn.functional.mse_loss(
                 out.float(), target[:, start : start + token_chunk].float(), reduction="sum"
@@ -145,6 +148,10 @@ def train_omegas(
             for index in range(quant_inputs.shape[0]):
                 x = quant_inputs[index : index + 1].to(device)
                 target = fp_targets[index : index + 1].to(device)
+                if device.type == "cpu":
+                    # The last step's activations and graph are freed by now. Handing the heap's free
+                    # pages back keeps this step's peak from adding to holes the allocator did not reuse.
+                    release_free_memory()
                 optimizer.zero_grad(set_to_none=True)
                 with torch.enable_grad():
                     loss = _backward_window(layer, x, target, kwargs, mapping, token_chunk)

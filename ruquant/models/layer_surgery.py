@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import torch
 from torch import nn
 
@@ -18,6 +21,7 @@ __all__ = [
     "quant_linears",
     "set_quantization",
     "share_site_inputs",
+    "sharing_site_inputs",
 ]
 
 
@@ -111,6 +115,30 @@ def set_quantization(layer: nn.Module, enabled: bool, *, ste: bool = False) -> N
             module.quantize_weight = enabled and module.w_bits != FLOAT_BITS
 
 
+def _set_sharing(module: nn.Module, enabled: bool) -> None:
+    # The quantizers are looked up on each call, not captured once, so a deep copy of the layer
+    # (whose hooks are the same function objects) switches its own quantizers.
+    for quantizer in module.modules():
+        if isinstance(quantizer, ActivationQuantizer):
+            quantizer.share_outputs = enabled
+            if not enabled:
+                quantizer.clear_cache()
+
+
+@contextmanager
+def sharing_site_inputs(module: nn.Module) -> Iterator[None]:
+    """Share each site's transformed, quantized input among its linear layers inside the block.
+
+    Use it where code calls a layer's submodules (attention, MLP) directly, which skips the layer
+    hooks that ``share_site_inputs`` installs. Cached outputs are dropped on exit.
+    """
+    _set_sharing(module, True)
+    try:
+        yield
+    finally:
+        _set_sharing(module, False)
+
+
 def share_site_inputs(layer: nn.Module) -> None:
     """Let the linear layers of each site share one transformed, quantized input per forward pass.
 
@@ -119,16 +147,12 @@ def share_site_inputs(layer: nn.Module) -> None:
     """
     if getattr(layer, "_ruquant_sharing", False):
         return
-    quantizers = [m for m in layer.modules() if isinstance(m, ActivationQuantizer)]
 
-    def start(_module: nn.Module, _args: object) -> None:
-        for quantizer in quantizers:
-            quantizer.share_outputs = True
+    def start(module: nn.Module, _args: object) -> None:
+        _set_sharing(module, True)
 
-    def stop(_module: nn.Module, _args: object, _output: object) -> None:
-        for quantizer in quantizers:
-            quantizer.share_outputs = False
-            quantizer.clear_cache()
+    def stop(module: nn.Module, _args: object, _output: object) -> None:
+        _set_sharing(module, False)
 
     layer.register_forward_pre_hook(start)
     layer.register_forward_hook(stop, always_call=True)

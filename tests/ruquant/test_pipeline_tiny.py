@@ -488,12 +488,8 @@ def _window_gradients(
     return float(loss), [t.omega.grad.to(torch.float64) for t in transforms]
 
 
-@pytest.mark.parametrize("spec", ["llama-gqa", "qwen2-gqa-bias"])
-@pytest.mark.parametrize("token_chunk", [8, 12])
-def test_stage2_chunks_match_one_pass(spec: str, token_chunk: int) -> None:
-    # Splitting the MLP half into token chunks must give one window the same loss and omega
-    # gradients as one pass (32 tokens: 4 chunks of 8, or 12 + 12 + 8). Whole trainings are not
-    # compared, because rounding flips from float-level differences make them drift apart.
+def _quantized_layer_window(spec: str, index: int) -> tuple[nn.Module, torch.Tensor, dict[str, Any]]:
+    """Quantize a tiny model at W4A4 and return decoder layer ``index``, one window's input to it and its kwargs."""
     model = build_tiny_model(spec)
     quantize_model(model, calibration_ids(), _config("ruquant", w_bits=4, a_bits=4), progress=False)
     captured: dict[str, Any] = {}
@@ -502,20 +498,54 @@ def test_stage2_chunks_match_one_pass(spec: str, token_chunk: int) -> None:
         captured["x"] = (args[0] if args else kwargs["hidden_states"]).detach()
         captured["kwargs"] = {k: v for k, v in kwargs.items() if k != "hidden_states"}
 
-    layer = model.model.layers[1]
+    layer = model.model.layers[index]
     hook = layer.register_forward_pre_hook(keep_inputs, with_kwargs=True)
     with torch.no_grad():
         model(calibration_ids(windows=1, seed=1), use_cache=False)
     hook.remove()
-    x = captured["x"]  # [1, 32, C]
+    return layer, captured["x"], captured["kwargs"]  # x: [1, 32, C]
+
+
+@pytest.mark.parametrize("spec", ["llama-gqa", "qwen2-gqa-bias"])
+@pytest.mark.parametrize("token_chunk", [8, 12])
+def test_stage2_chunks_match_one_pass(spec: str, token_chunk: int) -> None:
+    # Splitting the MLP half into token chunks must give one window the same loss and omega
+    # gradients as one pass (32 tokens: 4 chunks of 8, or 12 + 12 + 8). Whole trainings are not
+    # compared, because rounding flips from float-level differences make them drift apart.
+    layer, x, kwargs = _quantized_layer_window(spec, 1)
     target = x + 0.1 * torch.randn(x.shape, generator=torch.Generator().manual_seed(0))
-    loss, gradients = _window_gradients(copy.deepcopy(layer), x, target, captured["kwargs"], 0)
-    chunked_loss, chunked_gradients = _window_gradients(copy.deepcopy(layer), x, target, captured["kwargs"], token_chunk)
+    loss, gradients = _window_gradients(copy.deepcopy(layer), x, target, kwargs, 0)
+    chunked_loss, chunked_gradients = _window_gradients(copy.deepcopy(layer), x, target, kwargs, token_chunk)
     assert chunked_loss == pytest.approx(loss, rel=1e-5)
     assert len(gradients) == 4  # one omega per site
     for expected, actual in zip(gradients, chunked_gradients, strict=True):
         assert float(expected.norm()) > 0.0
         assert _relative_error(actual, expected) < 1e-4
+
+
+def test_stage2_chunks_share_site_inputs() -> None:
+    # A chunked step calls attention and the MLP directly, not the layer. q/k/v must still read one
+    # quantized input per window, and gate/up one per chunk, as in a whole-layer pass. The steps
+    # run on deep copies of the layer, whose sharing hooks must switch the copy's quantizers.
+    layer, x, kwargs = _quantized_layer_window("llama-gqa", 0)
+    calls: dict[str, int] = {}
+
+    def count(key: str) -> None:
+        calls[key] = calls.get(key, 0) + 1
+
+    for token_chunk in (0, 8):
+        step_layer = copy.deepcopy(layer)
+        quantizers = {id(m): (name, m) for name, m in step_layer.named_modules() if isinstance(m, ActivationQuantizer)}
+        for name, quantizer in quantizers.values():
+            quantizer.register_forward_pre_hook(lambda _m, _a, key=f"{name} chunk={token_chunk}": count(key))
+        _window_gradients(step_layer, x, x.clone(), kwargs, token_chunk)
+    # One pass: each site quantizes once. Chunks of 8 over 32 tokens: the MLP sites four times.
+    expected = {}
+    for key in calls:
+        chunked = key.endswith("chunk=8") and key.split(".")[0] == "mlp"
+        expected[key] = 4 if chunked else 1
+    assert len(calls) == 8  # four sites, each step
+    assert calls == expected
 
 
 def test_stage2_saves_one_mlp_chunk() -> None:
