@@ -181,13 +181,22 @@ def plot_quality(rows: list[dict[str, Any]], path: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Summarise the site errors of a results file as a table and a plot."""
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.quality", description=__doc__.split("\n")[0])
-    parser.add_argument("--results", type=Path, default=RESULTS / "quick-v1.json")
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.quality",
+        description=__doc__.split("\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--results", type=Path, default=RESULTS / "quick-v1.json", help="grid records")
     parser.add_argument(
         "--sites", type=Path, default=RESULTS / "sites-quick-v1.json", help="records of --sites-only runs (optional)"
     )
-    parser.add_argument("--markdown", type=Path, default=RESULTS / "quality-quick-v1.md")
-    parser.add_argument("--plot", type=Path, default=Path(__file__).parent.parent / "docs" / "figures" / "transform-quality.png")
+    parser.add_argument("--markdown", type=Path, default=RESULTS / "quality-quick-v1.md", help="table written")
+    parser.add_argument(
+        "--plot",
+        type=Path,
+        default=Path(__file__).parent.parent / "docs" / "figures" / "transform-quality.png",
+        help="figure written",
+    )
     args = parser.parse_args(argv)
     records = json.loads(args.results.read_text())
     if args.sites.exists():

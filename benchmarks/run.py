@@ -240,9 +240,19 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--methods", nargs="+", default=METHODS, choices=METHODS)
     parser.add_argument("--bits", nargs="+", default=["W4A4", "W6A6", "W8A8"], choices=sorted(BENCH_PRESETS))
     parser.add_argument(
-        "--seeds", nargs="+", type=int, default=[444, 445, 446], help="seeds of the random methods (hadamard, ruquant)"
+        "--seeds",
+        nargs="+",
+        type=int,
+        default=[444, 445, 446],
+        help="seeds of the random methods (hadamard, ruquant, ruquant-stage2); the other methods run the first seed only",
     )
-    parser.add_argument("--stage2-epochs", type=int, default=20, help="epochs of the ruquant-stage2 runs")
+    parser.add_argument(
+        "--stage2-epochs",
+        type=int,
+        default=20,
+        help="epochs of the ruquant-stage2 runs (the library default; one epoch takes about as long as the rest of "
+        "a run on SmolLM2, and the recorded runs use 1)",
+    )
     parser.add_argument(
         "--measure-fp-forward",
         action="store_true",
@@ -252,19 +262,22 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--sites-only",
         action="store_true",
-        help="quantize without evaluating, to measure per-site errors (default results/sites-quick-v1.json)",
+        help="quantize without evaluating, to measure per-site errors (default benchmarks/results/sites-quick-v1.json)",
     )
-    parser.add_argument("--results", type=Path, default=None, help="JSON records file (default results/quick-v1.json)")
+    parser.add_argument("--results", type=Path, default=None, help="JSON records file (default benchmarks/results/quick-v1.json)")
     parser.add_argument("--markdown", type=Path, default=None, help="Markdown table (default next to the JSON)")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the selected grid points that are not in the results file yet."""
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    if args.stage2_epochs < 1:
+        parser.error(f"--stage2-epochs must be at least 1, got {args.stage2_epochs}")
     if args.sites_only and args.full:
-        raise SystemExit("--sites-only does not evaluate, so --full has no effect with it")
+        parser.error("--sites-only does not evaluate, so --full has no effect with it; drop one of them")
     protocol = Protocol(full=args.full)
     default_name = f"sites-{protocol.name}.json" if args.sites_only else f"{protocol.name}.json"
     results = args.results or RESULTS / default_name

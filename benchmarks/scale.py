@@ -105,20 +105,35 @@ def project(measurements: list[dict[str, Any]], calibration_windows: int = 128) 
 
 def main(argv: list[str] | None = None) -> int:
     """Measure each shape at each window count and write the JSON records."""
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.scale", description=__doc__.split("\n")[0])
-    parser.add_argument("--shapes", nargs="+", default=list(SHAPES), choices=list(SHAPES))
-    parser.add_argument("--windows", nargs="+", type=int, default=[2, 4], help="window counts to fit (>= 2 values)")
-    parser.add_argument("--seq-len", type=int, default=2048)
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
-    parser.add_argument("--output", type=Path, default=Path(__file__).parent / "results" / "scale.json")
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.scale",
+        description=__doc__.split("\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--shapes", nargs="+", default=list(SHAPES), choices=list(SHAPES), help="layer shapes to measure")
+    parser.add_argument(
+        "--windows", nargs="+", type=int, default=[2, 4], help="calibration window counts to fit (two or more distinct values)"
+    )
+    parser.add_argument("--seq-len", type=int, default=2048, help="tokens per calibration window")
+    parser.add_argument("--device", default="cpu", help="torch device to run on, such as cpu or cuda")
+    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"], help="layer dtype")
+    parser.add_argument(
+        "--output", type=Path, default=Path(__file__).parent / "results" / "scale.json", help="JSON file the records are added to"
+    )
     args = parser.parse_args(argv)
+    # The projection fits a line through the first and last window count, so it needs two distinct ones.
+    if len(set(args.windows)) < 2:
+        parser.error(f"--windows needs at least two distinct window counts, got {args.windows}")
+    if min(args.windows) < 1:
+        parser.error(f"--windows must be positive, got {args.windows}")
+    if args.seq_len < 1:
+        parser.error(f"--seq-len must be positive, got {args.seq_len}")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     device = torch.device(args.device)
     dtype = getattr(torch, args.dtype)
     records = json.loads(args.output.read_text()) if args.output.exists() else []
     for name in args.shapes:
-        measurements = [measure_layer(name, n, seq_len=args.seq_len, device=device, dtype=dtype) for n in sorted(args.windows)]
+        measurements = [measure_layer(name, n, seq_len=args.seq_len, device=device, dtype=dtype) for n in sorted(set(args.windows))]
         record = {"measurements": measurements, "projection": project(measurements), "torch_threads": torch.get_num_threads()}
         logger.info("%s: %s", name, json.dumps(record["projection"]))
         records.append(record)

@@ -180,12 +180,23 @@ def merge_rows(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> list[dic
 
 def main(argv: list[str] | None = None) -> int:
     """Measure each (allocator, stage 2 case) in its own process and write JSON and Markdown."""
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.stage2_memory", description=__doc__.split("\n")[0])
-    parser.add_argument("--w-bits", type=int, default=4)
-    parser.add_argument("--a-bits", type=int, default=4)
-    parser.add_argument("--seed", type=int, default=444)
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.stage2_memory",
+        description=__doc__.split("\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--w-bits", type=int, default=4, help="weight bits")
+    parser.add_argument("--a-bits", type=int, default=4, help="activation bits")
+    parser.add_argument("--seed", type=int, default=444, help="seed of RUQuant's random targets")
     parser.add_argument("--layers", type=int, default=1, help="decoder layers to quantize (from the first)")
-    parser.add_argument("--allocators", nargs="+", default=list(ALLOCATORS), choices=list(ALLOCATORS))
+    parser.add_argument(
+        "--allocators",
+        nargs="+",
+        default=list(ALLOCATORS),
+        choices=list(ALLOCATORS),
+        help="glibc allocator settings: default, or pinned (MALLOC_MMAP_THRESHOLD_=131072, so every block "
+        "over 128 KiB gets its own mapping)",
+    )
     parser.add_argument(
         "--token-chunks",
         nargs="+",
@@ -193,7 +204,12 @@ def main(argv: list[str] | None = None) -> int:
         default=[0, QuantConfig().stage2_token_chunk],
         help="stage 2 cases: tokens per MLP pass (0: the whole window)",
     )
-    parser.add_argument("--results", type=Path, default=RESULTS / "stage2-memory.json")
+    parser.add_argument(
+        "--results",
+        type=Path,
+        default=RESULTS / "stage2-memory.json",
+        help="JSON file of the rows (merged with the rows it already has); the table goes next to it as .md",
+    )
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--stage2", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--token-chunk", type=int, default=0, help=argparse.SUPPRESS)

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 
 import pytest
 
 from benchmarks.quality import plot_quality, site_quality, write_quality_markdown
 from benchmarks.run import SITE_ERRORS_VERSION, memory_by_phase
+from benchmarks.run import main as run_main
+from benchmarks.scale import main as scale_main
 from benchmarks.scale import project
 from benchmarks.stage2_memory import merge_rows
 from benchmarks.stage2_memory import write_markdown as write_stage2_memory
@@ -220,3 +223,23 @@ def test_stage2_memory_merge_replaces_only_remeasured_cases() -> None:
         ("default", True, 256, "new"),
         ("pinned", True, None, "old"),
     ]
+
+
+@pytest.mark.parametrize(
+    ("main", "argv", "message"),
+    [
+        (scale_main, ["--windows", "4"], "at least two distinct window counts"),
+        (scale_main, ["--windows", "4", "4"], "at least two distinct window counts"),
+        (scale_main, ["--windows", "0", "2"], "--windows must be positive"),
+        (run_main, ["--stage2-epochs", "0"], "--stage2-epochs must be at least 1"),
+        (run_main, ["--sites-only", "--full"], "--full has no effect"),
+    ],
+)
+def test_benchmark_rejects_invalid_arguments(
+    main: Callable[[list[str]], int], argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # These are rejected before any model is loaded, with argparse's usage error (exit status 2).
+    with pytest.raises(SystemExit) as excinfo:
+        main(argv)
+    assert excinfo.value.code == 2
+    assert message in capsys.readouterr().err
