@@ -129,6 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.seq_len < 1:
         parser.error(f"--seq-len must be positive, got {args.seq_len}")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    # NOTE: only the CPU path has run so far. The CUDA path (--device cuda) has never been run on a GPU.
     device = torch.device(args.device)
     dtype = getattr(torch, args.dtype)
     records = json.loads(args.output.read_text()) if args.output.exists() else []

@@ -198,6 +198,8 @@ def quantize_model(
     hidden, layer_kwargs = capture_layer_inputs(model, layers, calibration_ids, device)
     hidden = hidden.to(dtype)
     timings["calibration_forward"] += time.perf_counter() - t0
+    # NOTE: stage 2 keeps this second [N, T, C] stream in the model dtype for its whole run, which
+    # puts its peak memory one calibration stream above that of a run without stage 2.
     fp_hidden = hidden.clone() if config.stage2 else None
     checker = InvarianceChecker(hidden[:check_windows].clone(), dtype)
     trace.mark("input capture")

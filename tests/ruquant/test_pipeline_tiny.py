@@ -544,7 +544,7 @@ def test_stage2_chunks_share_site_inputs() -> None:
     for key in calls:
         chunked = key.endswith("chunk=8") and key.split(".")[0] == "mlp"
         expected[key] = 4 if chunked else 1
-    assert len(calls) == 8  # four sites, each step
+    assert len(calls) == 8  # four sites in each of the two steps
     assert calls == expected
 
 
